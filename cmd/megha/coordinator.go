@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/megha-ml/megha/coordinator"
+	"github.com/spf13/cobra"
+)
+
+type coordinatorFlags struct {
+	id, dataDir                  string
+	raftAddr, raftAdvertise      string
+	grpcAddr, grpcAdvertise      string
+	bootstrap                    bool
+	join                         []string
+	joinToken                    string
+	tokens                       string
+	tlsCert, tlsKey, tlsCA       string
+	rateLimit                    float64
+	rateBurst                    int
+	logLevel, logFormat          string
+	heartbeat, election, lease   time.Duration
+	commit, snapshotInterval     time.Duration
+	snapshotThreshold            uint64
+	joinTimeout, shutdownTimeout time.Duration
+	readyFile                    string
+}
+
+func newCoordinatorCmd() *cobra.Command {
+	f := &coordinatorFlags{}
+	def := coordinator.DefaultRaftConfig()
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run a coordinator node (Raft-replicated job store and API)",
+		Long: `Run a coordinator node.
+
+With no --join, the node forms a one-node cluster on first start (as with
+--bootstrap). With --join ADDR it asks an existing cluster to add it as a
+voter. A node restarted on the same --data-dir resumes where it stopped.
+
+Without --tokens, the node creates an admin token in DATA_DIR/admin.token on
+first start. A cluster of several nodes needs one --tokens file shared by all.`,
+		Example: `  megha coordinator
+  megha coordinator --id n1 --data-dir /var/lib/megha/n1 --raft-addr 127.0.0.1:7001 --grpc-addr 127.0.0.1:7000 --bootstrap --tokens tokens.txt
+  megha coordinator --id n2 --data-dir /var/lib/megha/n2 --raft-addr 127.0.0.1:7011 --grpc-addr 127.0.0.1:7010 --join 127.0.0.1:7000 --tokens tokens.txt`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCoordinator(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.id, "id", "n1", "node ID, unique in the cluster and stable across restarts")
+	fl.StringVar(&f.dataDir, "data-dir", "", "where the Raft log and snapshots live (default ./megha-data/ID)")
+	fl.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:7001", "address to listen on for Raft traffic")
+	fl.StringVar(&f.raftAdvertise, "raft-advertise", "", "Raft address peers dial, if not --raft-addr")
+	fl.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:7000", "address to serve the gRPC API on")
+	fl.StringVar(&f.grpcAdvertise, "grpc-advertise", "", "gRPC address clients are pointed at, if not --grpc-addr")
+	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form a new cluster with this node as its only voter (the default without --join)")
+	fl.StringSliceVar(&f.join, "join", nil, "gRPC address(es) of an existing cluster to join")
+	fl.StringVar(&f.joinToken, "join-token", os.Getenv("MEGHA_TOKEN"), "admin token for --join [$MEGHA_TOKEN]")
+	fl.StringVar(&f.tokens, "tokens", "", "tokens file: lines `TOKEN ROLE [TENANT]`, roles admin|tenant|worker")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve the API with TLS using this certificate (PEM)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key for --tls-cert (PEM)")
+	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA that signs the other nodes' certificates (for --join)")
+	fl.Float64Var(&f.rateLimit, "rate-limit", 2000, "requests per second allowed per token; 0 disables")
+	fl.IntVar(&f.rateBurst, "rate-burst", 4000, "burst size of --rate-limit")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fl.DurationVar(&f.heartbeat, "raft-heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat timeout")
+	fl.DurationVar(&f.election, "raft-election-timeout", def.ElectionTimeout, "Raft election timeout")
+	fl.DurationVar(&f.lease, "raft-leader-lease-timeout", def.LeaderLeaseTimeout, "Raft leader lease timeout (at most the heartbeat timeout)")
+	fl.DurationVar(&f.commit, "raft-commit-timeout", def.CommitTimeout, "Raft commit timeout")
+	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", def.SnapshotThreshold, "log entries between snapshots")
+	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", def.SnapshotInterval, "how often to check whether to snapshot")
+	fl.DurationVar(&f.joinTimeout, "join-timeout", time.Minute, "give up joining after this long")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain on SIGTERM")
+	fl.StringVar(&f.readyFile, "ready-file", "", "once serving, write {id, grpc_addr, raft_addr, pid} as JSON to this file (for scripts and tests)")
+	return cmd
+}
+
+func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
+	logger, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	if f.bootstrap && len(f.join) > 0 {
+		return errors.New("--bootstrap and --join exclude each other: bootstrap the first node, join the others to it")
+	}
+	if (f.tlsCert == "") != (f.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together; pass both or neither")
+	}
+	if f.lease > f.heartbeat {
+		return fmt.Errorf("--raft-leader-lease-timeout (%v) must not exceed --raft-heartbeat-timeout (%v)", f.lease, f.heartbeat)
+	}
+	if f.dataDir == "" {
+		f.dataDir = filepath.Join("megha-data", f.id)
+	}
+	tokens, tokenNote, err := loadTokens(f)
+	if err != nil {
+		return err
+	}
+	if len(f.join) > 0 && f.joinToken == "" {
+		return errors.New("--join needs an admin token: pass --join-token or set MEGHA_TOKEN")
+	}
+
+	rc := coordinator.DefaultRaftConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = f.heartbeat, f.election, f.lease
+	rc.CommitTimeout, rc.SnapshotThreshold, rc.SnapshotInterval = f.commit, f.snapshotThreshold, f.snapshotInterval
+	srv, err := coordinator.NewServer(coordinator.ServerConfig{
+		Node: coordinator.NodeConfig{
+			ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr, RaftAdvertise: f.raftAdvertise,
+			Bootstrap: len(f.join) == 0, Raft: rc,
+		},
+		GRPCAddr: f.grpcAddr, GRPCAdvertise: f.grpcAdvertise, Tokens: tokens,
+		TLSCert: f.tlsCert, TLSKey: f.tlsKey, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
+		ShutdownTimeout: f.shutdownTimeout, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	if tokenNote != "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), tokenNote)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(f.join) > 0 {
+		jctx, cancel := context.WithTimeout(ctx, f.joinTimeout)
+		err := srv.Join(jctx, f.join, f.joinToken, f.tlsCA)
+		cancel()
+		if err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	if f.readyFile != "" {
+		if err := writeReadyFile(f.readyFile, f.id, srv); err != nil {
+			srv.Close()
+			return err
+		}
+	}
+	err = srv.Wait(ctx)
+	logger.Info("shutting down")
+	if cerr := srv.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func loadTokens(f *coordinatorFlags) (*coordinator.Tokens, string, error) {
+	if f.tokens != "" {
+		t, err := coordinator.LoadTokens(f.tokens)
+		return t, "", err
+	}
+	t, path, err := coordinator.EnsureAdminToken(f.dataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	return t, fmt.Sprintf("No --tokens file: the admin token is in %s\n  export MEGHA_TOKEN=$(cat %s)", path, path), nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// writeReadyFile records where the node listens, atomically (write and
+// rename), so a script can wait for the file and read real ports.
+func writeReadyFile(path, id string, srv *coordinator.Server) error {
+	b, err := json.Marshal(map[string]any{"id": id, "grpc_addr": srv.Addr(),
+		"raft_addr": srv.Node().RaftAddr(), "pid": os.Getpid()})
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"github.com/megha-ml/megha/client"
+	"github.com/megha-ml/megha/internal/jobstate"
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var watch, stale bool
+	cmd := &cobra.Command{
+		Use:   "status JOB",
+		Short: "Show a job's state, progress and spend",
+		Example: `  megha status tiny-lm-3f9a1c2e
+  megha status --watch tiny-lm-3f9a1c2e`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if watch {
+				return watchJob(cmd, g, c, args[0])
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			job, err := c.Get(ctx, args[0], stale)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), job)
+			}
+			describeJob(cmd.OutOrStdout(), job)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the job until it finishes")
+	cmd.Flags().BoolVar(&stale, "stale", false, "answer from any node without asking the leader")
+	return cmd
+}
+
+// watchJob prints each new state of the job until it finishes; the exit
+// code is 0 only if it succeeded.
+func watchJob(cmd *cobra.Command, g *globals, c *client.Client, id string) error {
+	var last *meghav1.Job
+	err := c.Watch(cmd.Context(), id, func(j *meghav1.Job) error {
+		last = j
+		if g.output == "json" {
+			return printJSON(cmd.OutOrStdout(), j)
+		}
+		p := j.Status.GetProgress()
+		fmt.Fprintf(cmd.OutOrStdout(), "%s  %-10s round %d  step %d  loss %s  spend %s\n",
+			time.Now().Format("15:04:05"), jobstate.Name(j.Status.GetState()), p.GetRound(), p.GetStep(),
+			loss(p.GetLoss()), usd(j.Status.GetSpendMicros()))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if last != nil && last.Status.GetState() != meghav1.JobState_JOB_STATE_SUCCEEDED {
+		return exitError{code: 2, err: fmt.Errorf("job %s ended %s", id, jobstate.Name(last.Status.GetState()))}
+	}
+	return nil
+}
+
+func describeJob(w io.Writer, j *meghav1.Job) {
+	s, p := j.Status, j.Status.GetProgress()
+	spec := j.Spec
+	model := spec.GetModel().GetBuiltin()
+	if model == "" {
+		model = fmt.Sprint(spec.GetModel().GetCommand())
+	}
+	fmt.Fprintf(w, "ID:          %s\n", j.Id)
+	fmt.Fprintf(w, "Name:        %s\n", spec.GetName())
+	fmt.Fprintf(w, "Tenant:      %s\n", j.Tenant)
+	fmt.Fprintf(w, "State:       %s\n", jobstate.Name(s.GetState()))
+	fmt.Fprintf(w, "Model:       %s\n", model)
+	fmt.Fprintf(w, "Workers:     %d live / %d wanted\n", p.GetWorkers(), spec.GetResources().GetWorkers())
+	fmt.Fprintf(w, "Progress:    round %d, step %d, %d tokens\n", p.GetRound(), p.GetStep(), p.GetTokens())
+	fmt.Fprintf(w, "Loss:        train %s, validation %s\n", loss(p.GetLoss()), loss(p.GetValLoss()))
+	budget := "no cap"
+	if b := spec.GetBudget().GetMaxSpendMicros(); b > 0 {
+		budget = usd(b)
+	}
+	fmt.Fprintf(w, "Spend:       %s of %s\n", usd(s.GetSpendMicros()), budget)
+	fmt.Fprintf(w, "Created:     %s\n", stamp(s.GetCreatedAt()))
+	fmt.Fprintf(w, "Started:     %s\n", stamp(s.GetStartedAt()))
+	fmt.Fprintf(w, "Finished:    %s\n", stamp(s.GetFinishedAt()))
+	if s.GetCancelReason() != "" {
+		fmt.Fprintf(w, "Cancelled:   %s\n", s.GetCancelReason())
+	}
+	if s.GetLastError() != "" {
+		fmt.Fprintf(w, "Last error:  %s\n", s.GetLastError())
+	}
+}

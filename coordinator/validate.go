@@ -1,0 +1,112 @@
+package coordinator
+
+import (
+	"fmt"
+	"strconv"
+	"unicode"
+
+	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"github.com/megha-ml/megha/jobspec"
+	"google.golang.org/protobuf/proto"
+)
+
+// Limits on request fields.
+const (
+	maxIDLen        = 128
+	maxRequestIDLen = 128
+	maxReasonLen    = 1024
+	maxPageSize     = 1000
+	defaultPageSize = 100
+)
+
+// validateRequest checks a request's shape before any handler runs; it
+// names the bad field and says what to send instead. Nothing is written for
+// a request that fails here.
+func validateRequest(req any) error {
+	var errs jobspec.FieldErrors
+	add := func(field, format string, args ...any) {
+		errs = append(errs, jobspec.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	checkID := func(field, id string) {
+		switch {
+		case id == "":
+			add(field, "is required; give the job ID that `megha jobs` lists")
+		case len(id) > maxIDLen || !printable(id):
+			add(field, "must be at most %d printable characters", maxIDLen)
+		}
+	}
+	switch r := req.(type) {
+	case *meghav1.SubmitJobRequest:
+		if len(r.RequestId) > maxRequestIDLen || !printable(r.RequestId) {
+			add("request_id", "must be at most %d printable characters", maxRequestIDLen)
+		}
+		if r.Spec == nil {
+			add("spec", "is required")
+			break
+		}
+		spec := proto.Clone(r.Spec).(*meghav1.JobSpec)
+		jobspec.ApplyDefaults(spec)
+		if err := jobspec.Validate(spec); err != nil {
+			if fe, ok := err.(jobspec.FieldErrors); ok {
+				for _, f := range fe {
+					add("spec."+f.Field, "%s", f.Msg)
+				}
+			} else {
+				add("spec", "%v", err)
+			}
+		}
+	case *meghav1.GetJobRequest:
+		checkID("id", r.Id)
+	case *meghav1.CancelJobRequest:
+		checkID("id", r.Id)
+		if len(r.Reason) > maxReasonLen {
+			add("reason", "must be at most %d characters", maxReasonLen)
+		}
+	case *meghav1.WatchJobRequest:
+		checkID("id", r.Id)
+	case *meghav1.ListJobsRequest:
+		if r.PageSize > maxPageSize {
+			add("page_size", "must be at most %d, got %d", maxPageSize, r.PageSize)
+		}
+		if r.PageToken != "" {
+			if _, err := strconv.ParseUint(r.PageToken, 10, 64); err != nil {
+				add("page_token", "is not a token this server issued; pass next_page_token from the previous page")
+			}
+		}
+		for i, st := range r.States {
+			if _, ok := meghav1.JobState_name[int32(st)]; !ok || st == meghav1.JobState_JOB_STATE_UNSPECIFIED {
+				add(fmt.Sprintf("states[%d]", i), "unknown job state %d", st)
+			}
+		}
+		if r.Tenant != "" && !validTenant(r.Tenant) {
+			add("tenant", "use 1-63 characters of a-z, 0-9, '-' and '_'")
+		}
+	case *meghav1.AddVoterRequest:
+		if r.Id == "" || len(r.Id) > maxIDLen || !printable(r.Id) {
+			add("id", "is required: the joining node's --id, at most %d printable characters", maxIDLen)
+		}
+		if r.RaftAddr == "" {
+			add("raft_addr", "is required: the joining node's Raft host:port")
+		}
+		if r.GrpcAddr == "" {
+			add("grpc_addr", "is required: the joining node's gRPC host:port")
+		}
+	case *meghav1.RemoveVoterRequest:
+		if r.Id == "" || len(r.Id) > maxIDLen {
+			add("id", "is required: the node ID that `megha cluster members` lists")
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
