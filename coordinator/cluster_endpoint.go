@@ -32,6 +32,8 @@ func (e *clusterEndpoint) members() ([]*meghav1.Member, error) {
 			Leader: srv.ID == leaderID, Suffrage: suffrage(srv.Suffrage)}
 		if rec, ok := n.fsm.State().Member(string(srv.ID)); ok {
 			m.GrpcAddr = rec.GrpcAddr
+		} else if string(srv.ID) == n.ID() {
+			m.GrpcAddr = e.s.addr
 		}
 		out = append(out, m)
 	}

@@ -133,7 +133,7 @@ func (s *Server) interceptors() []grpc.ServerOption {
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithLevels(func(c codes.Code) logging.Level {
 			switch c {
-			case codes.OK, codes.Canceled, codes.NotFound:
+			case codes.OK, codes.Canceled, codes.NotFound, codes.Unavailable:
 				return logging.LevelDebug
 			case codes.Internal, codes.Unknown, codes.DataLoss:
 				return logging.LevelError
@@ -185,6 +185,24 @@ func (s *Server) Join(ctx context.Context, addrs []string, token string, tlsCA s
 		addrs: addrs, token: token, tlsCA: tlsCA,
 		req: &meghav1.AddVoterRequest{Id: s.node.ID(), RaftAddr: s.node.RaftAddr(), GrpcAddr: s.addr},
 	}, s.logger)
+}
+
+// WaitReady blocks until the node knows a leader and its own address is in
+// the replicated member table, so that it can serve and redirect.
+func (s *Server) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		_, leader := s.node.raft.LeaderWithID()
+		if _, ok := s.node.fsm.State().Member(s.node.ID()); ok && leader != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("coordinator: not ready: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Wait blocks until the gRPC server stops on its own (an error) or ctx ends.

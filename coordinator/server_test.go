@@ -334,4 +334,3 @@ func TestEnsureAdminTokenIsStable(t *testing.T) {
 		t.Fatalf("%v %v %v", p1, p2, err)
 	}
 }
-

@@ -142,6 +142,13 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 		}
 	}
 	if f.readyFile != "" {
+		rctx, cancel := context.WithTimeout(ctx, f.joinTimeout)
+		err := srv.WaitReady(rctx)
+		cancel()
+		if err != nil {
+			srv.Close()
+			return err
+		}
 		if err := writeReadyFile(f.readyFile, f.id, srv); err != nil {
 			srv.Close()
 			return err

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"google.golang.org/grpc/status"
 )
@@ -35,17 +36,15 @@ type exitError struct {
 func (e exitError) Error() string { return e.err.Error() }
 func (e exitError) Unwrap() error { return e.err }
 
-// describe renders gRPC errors as their message with a hint, not as
-// "rpc error: code = ... desc = ...".
+// describe renders an error for people: a gRPC status inside it shows as
+// its message plus a hint, not as "rpc error: code = ... desc = ...".
 func describe(err error) string {
-	st, ok := status.FromError(errors.Unwrap(err))
-	if !ok {
-		st, ok = status.FromError(err)
-	}
-	if !ok {
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
 		return err.Error()
 	}
-	msg := st.Message()
+	st := se.GRPCStatus()
+	msg := strings.Replace(err.Error(), se.(error).Error(), st.Message(), 1)
 	if h := hintFor(st); h != "" {
 		msg += "\n" + h
 	}

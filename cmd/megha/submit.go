@@ -99,12 +99,8 @@ func readSpec(path string) (*meghav1.JobSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := jobspec.Parse(data)
+	spec, err := jobspec.Load(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s:\n%w", path, err)
-	}
-	jobspec.ApplyDefaults(spec)
-	if err := jobspec.Validate(spec); err != nil {
 		return nil, fmt.Errorf("%s:\n%w", path, err)
 	}
 	return spec, nil
