@@ -70,8 +70,10 @@ func (e *ParseError) sort() {
 	})
 }
 
+func (e *ParseError) full() bool { return len(e.Problems) >= MaxProblems }
+
 func (e *ParseError) add(p Problem) {
-	if len(e.Problems) >= MaxProblems {
+	if e.full() {
 		e.Omitted++
 		return
 	}
@@ -134,12 +136,13 @@ func oneOf(choices []string) string {
 
 // suggest names the choice closest to got, or "" when none is close.
 // Spelling differences in case, '-' and '_' count for nothing, and so does
-// a "_micros" suffix (the API's name for a money field).
+// a "_micros" suffix (the API's name for a money field); a prefix of a
+// choice, or a choice with something added, is close.
 func suggest(got string, choices []string) string {
 	norm := func(s string) string {
 		s = strings.ToLower(s)
 		s = strings.TrimSuffix(s, "_micros")
-		return strings.NewReplacer("_", "", "-", "").Replace(s)
+		return separators.Replace(s)
 	}
 	g := norm(got)
 	for _, c := range choices {
@@ -149,7 +152,7 @@ func suggest(got string, choices []string) string {
 	}
 	if len(g) >= 3 {
 		for _, c := range choices {
-			if strings.HasPrefix(norm(c), g) {
+			if n := norm(c); strings.HasPrefix(n, g) || len(n) >= 3 && strings.HasPrefix(g, n) {
 				return c
 			}
 		}
@@ -173,6 +176,8 @@ func suggest(got string, choices []string) string {
 	}
 	return ""
 }
+
+var separators = strings.NewReplacer("_", "", "-", "")
 
 // editDistance is the Levenshtein distance between a and b, in bytes.
 // Inputs longer than 64 bytes are never close to a field name, so they are

@@ -53,7 +53,9 @@
 // Amounts of money are US dollars written as plain decimals such as 1.50,
 // with at most six decimal places; they are read exactly (never through a
 // float) into int64 millionths of a dollar, the *_micros fields of the API.
-// A null value (key: with nothing after it, or ~) means the field is unset.
+// Whole numbers are plain decimal digits, optionally grouped with '_'
+// (1_000_000). A null value (key: with nothing after it, or ~) means the
+// field is unset.
 // Anchors, aliases, explicit tags and more than one document are rejected.
 //
 // # Defaults

@@ -104,6 +104,10 @@ func (p *parser) syntaxError(err error) {
 }
 
 func (p *parser) errorf(n *yaml.Node, field, format string, args ...any) {
+	if p.errs.full() {
+		p.errs.Omitted++
+		return
+	}
 	p.errs.add(Problem{Line: n.Line, Column: n.Column, Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -167,7 +171,11 @@ func (p *parser) fields(n *yaml.Node, path string, keys []string, set func(key s
 		}
 		seen[key] = k.Line
 		if !slices.Contains(keys, key) {
-			p.errorf(k, field, "unknown field; %s", unknownHint(key, path, keys))
+			if p.errs.full() {
+				p.errs.Omitted++
+			} else {
+				p.errorf(k, field, "unknown field; %s", unknownHint(key, path, keys))
+			}
 			continue
 		}
 		p.pos[field] = position{k.Line, k.Column}

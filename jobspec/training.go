@@ -10,10 +10,10 @@ import (
 // checkpoint cadence.
 
 func (v *validator) sync(s *meghav1.SyncSpec) {
+	if v.serve && s != nil && !isEmpty(s) {
+		v.add("sync", "only train jobs sync replicas; remove sync from a serve job")
+	}
 	if !v.train {
-		if s != nil && !isEmpty(s) {
-			v.add("sync", "only train jobs sync replicas; remove sync from a serve job")
-		}
 		return
 	}
 	diloco := false
@@ -67,10 +67,10 @@ func (v *validator) sync(s *meghav1.SyncSpec) {
 }
 
 func (v *validator) stop(s *meghav1.StopCondition) {
+	if v.serve && s != nil && !isEmpty(s) {
+		v.add("stop", "a serve job runs until it is cancelled; remove stop")
+	}
 	if !v.train {
-		if s != nil && !isEmpty(s) {
-			v.add("stop", "a serve job runs until it is cancelled; remove stop")
-		}
 		return
 	}
 	loss := s.GetTargetLoss()

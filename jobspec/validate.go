@@ -62,7 +62,10 @@ func Validate(spec *meghav1.JobSpec) error {
 	if spec == nil {
 		return FieldErrors{{Msg: "the job spec is missing"}}
 	}
-	v := &validator{train: spec.Kind == meghav1.JobKind_JOB_KIND_TRAIN}
+	v := &validator{
+		train: spec.Kind == meghav1.JobKind_JOB_KIND_TRAIN,
+		serve: spec.Kind == meghav1.JobKind_JOB_KIND_SERVE,
+	}
 	v.name(spec.Name)
 	v.kind(spec.Kind)
 	v.model(spec.Model)
@@ -81,8 +84,11 @@ func Validate(spec *meghav1.JobSpec) error {
 	return v.errs
 }
 
+// validator collects the rules a spec breaks. Rules that depend on the
+// kind of job are skipped while the kind itself is invalid.
 type validator struct {
 	train bool
+	serve bool
 	errs  FieldErrors
 }
 
