@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 )
 
@@ -64,6 +65,7 @@ type Node struct {
 	raft  *raft.Raft
 	fsm   *FSM
 	wal   *wal.WAL
+	meta  *metadb.BoltMetaDB
 	trans *raft.NetworkTransport
 
 	// ready is true on the leader once it has applied everything committed
@@ -113,7 +115,10 @@ func (n *Node) open() error {
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
 
 	var err error
-	n.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"))
+	// raft-wal v0.4.0's Close leaves its bolt meta store open (and locked),
+	// so the node owns the meta store and closes it itself.
+	n.meta = &metadb.BoltMetaDB{}
+	n.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithMetaStore(n.meta))
 	if err != nil {
 		return fmt.Errorf("coordinator: open raft log in %s: %w", cfg.DataDir, err)
 	}
@@ -283,6 +288,11 @@ func (n *Node) closeStores() error {
 	}
 	if n.wal != nil {
 		if cerr := n.wal.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if n.meta != nil {
+		if cerr := n.meta.Close(); err == nil {
 			err = cerr
 		}
 	}
