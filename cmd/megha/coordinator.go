@@ -66,7 +66,7 @@ first start. A cluster of several nodes needs one --tokens file shared by all.`,
 	fl.BoolVar(&f.bootstrap, "bootstrap", false, "form a new cluster with this node as its only voter (the default without --join)")
 	fl.StringSliceVar(&f.join, "join", nil, "gRPC address(es) of an existing cluster to join")
 	fl.StringVar(&f.joinToken, "join-token", os.Getenv("MEGHA_TOKEN"), "admin token for --join [$MEGHA_TOKEN]")
-	fl.StringVar(&f.tokens, "tokens", "", "tokens file: lines `TOKEN ROLE [TENANT]`, roles admin|tenant|worker")
+	fl.StringVar(&f.tokens, "tokens", "", "`FILE` of bearer tokens, one per line as: TOKEN ROLE [TENANT] (roles admin, tenant, worker)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve the API with TLS using this certificate (PEM)")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "private key for --tls-cert (PEM)")
 	fl.StringVar(&f.tlsCA, "tls-ca", "", "CA that signs the other nodes' certificates (for --join)")
