@@ -1,0 +1,39 @@
+//go:build unix
+
+package benchmarks
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestQuickBenchmarks runs every benchmark in -quick mode: it checks that
+// they run and produce publishable results, not what the figures are.
+func TestQuickBenchmarks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts coordinator clusters")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := Config{Quick: true, Logf: t.Logf}
+	dir := t.TempDir()
+	for name, run := range map[string]func(context.Context, Config) (*Result, error){
+		"coordinator-submit": RunSubmit, "coordinator-failover": RunFailover,
+	} {
+		r, err := run(ctx, cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if r.Name != name || r.Figure <= 0 || r.Runs <= 0 {
+			t.Fatalf("%s: %+v", name, r)
+		}
+		if _, err := Write(dir, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := ReadDir(dir)
+	if err != nil || len(rs) != 2 {
+		t.Fatalf("%d results, %v", len(rs), err)
+	}
+}
