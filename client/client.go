@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -46,6 +47,11 @@ type Config struct {
 	TLSCAFile string
 	// MaxBackoff caps the wait between retries; default 1s.
 	MaxBackoff time.Duration
+	// AttemptTimeout bounds one attempt of a unary call, so that a node
+	// that accepts connections but never answers (a frozen process) is
+	// left for another; default 2s. The caller's context bounds the whole
+	// call, retries included.
+	AttemptTimeout time.Duration
 }
 
 // Client is a connection to a coordinator cluster. It is safe for
@@ -77,6 +83,9 @@ func New(cfg Config) (*Client, error) {
 	cfg.Addrs = addrs
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = time.Second
+	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = 2 * time.Second
 	}
 	c := &Client{cfg: cfg, conns: make(map[string]*grpc.ClientConn), current: addrs[0]}
 	c.creds = insecure.NewCredentials()
@@ -121,6 +130,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(c.creds),
 		grpc.WithPerRPCCredentials(bearer{token: c.cfg.Token, secure: c.cfg.TLS || c.cfg.TLSCAFile != ""}),
+		// Notice a peer that stopped answering (frozen, partitioned) even
+		// on a quiet stream such as Watch.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator address %q: %w", addr, err)
@@ -154,23 +166,44 @@ func (c *Client) rotate(from string) {
 	c.current = c.cfg.Addrs[c.next]
 }
 
-// call runs fn against the current target, following leader hints and
-// retrying retryable failures with backoff until ctx ends.
-func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) error {
+// call runs a unary fn against the current target, following leader hints
+// and retrying retryable failures with backoff until ctx ends. Each attempt
+// gets its own deadline (AttemptTimeout); an attempt that runs out of time
+// while ctx lives on is retried elsewhere. Retried submits are safe: they
+// carry a request ID.
+func (c *Client) call(ctx context.Context, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return c.retry(ctx, c.cfg.AttemptTimeout, fn)
+}
+
+// stream is call for streams, whose attempts last as long as the stream.
+func (c *Client) stream(ctx context.Context, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return c.retry(ctx, 0, fn)
+}
+
+func (c *Client) retry(ctx context.Context, perAttempt time.Duration, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
 	backoff := 20 * time.Millisecond
 	var last error
-	for attempt := 0; ; attempt++ {
+	for {
 		addr := c.target()
 		cc, err := c.conn(addr)
 		if err != nil {
 			return err
 		}
-		err = fn(cc)
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if perAttempt > 0 {
+			actx, cancel = context.WithTimeout(ctx, perAttempt)
+		}
+		err = fn(actx, cc)
+		attemptTimedOut := actx.Err() != nil && ctx.Err() == nil
+		cancel()
 		if err == nil {
 			return nil
 		}
 		last = err
 		leader, retry := classify(err)
+		if attemptTimedOut {
+			leader, retry = "", true // this node did not answer in time: try another
+		}
 		if !retry {
 			return err
 		}

@@ -27,7 +27,7 @@ func (c *Client) Submit(ctx context.Context, spec *meghav1.JobSpec, requestID st
 	}
 	req := &meghav1.SubmitJobRequest{Spec: spec, RequestId: requestID}
 	var resp *meghav1.SubmitJobResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = meghav1.NewJobServiceClient(cc).Submit(ctx, req)
 		return err
 	})
@@ -37,7 +37,7 @@ func (c *Client) Submit(ctx context.Context, spec *meghav1.JobSpec, requestID st
 // Get returns one job.
 func (c *Client) Get(ctx context.Context, id string, allowStale bool) (*meghav1.Job, error) {
 	var job *meghav1.Job
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		job, err = meghav1.NewJobServiceClient(cc).Get(ctx, &meghav1.GetJobRequest{Id: id, AllowStale: allowStale})
 		return err
 	})
@@ -47,7 +47,7 @@ func (c *Client) Get(ctx context.Context, id string, allowStale bool) (*meghav1.
 // List returns one page of jobs.
 func (c *Client) List(ctx context.Context, req *meghav1.ListJobsRequest) (*meghav1.ListJobsResponse, error) {
 	var resp *meghav1.ListJobsResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = meghav1.NewJobServiceClient(cc).List(ctx, req)
 		return err
 	})
@@ -75,7 +75,7 @@ func (c *Client) ListAll(ctx context.Context, req *meghav1.ListJobsRequest) ([]*
 // Cancel cancels a job.
 func (c *Client) Cancel(ctx context.Context, id, reason string) (*meghav1.Job, error) {
 	var job *meghav1.Job
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		job, err = meghav1.NewJobServiceClient(cc).Cancel(ctx, &meghav1.CancelJobRequest{Id: id, Reason: reason})
 		return err
 	})
@@ -86,7 +86,7 @@ func (c *Client) Cancel(ctx context.Context, id, reason string) (*meghav1.Job, e
 // fn returns an error, or ctx ends.
 func (c *Client) Watch(ctx context.Context, id string, fn func(*meghav1.Job) error) error {
 	var lastIndex uint64
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.stream(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		stream, err := meghav1.NewJobServiceClient(cc).Watch(ctx, &meghav1.WatchJobRequest{Id: id})
 		if err != nil {
 			return err

@@ -5,7 +5,6 @@ package coordinator_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -364,20 +363,13 @@ func TestClusterSIGSTOPLeader(t *testing.T) {
 // TestClusterSIGSTOPLeader: Submit through one client that knows only the
 // two healthy nodes.
 //
-// It fails today (hence skipped unless MEGHA_KNOWN_BUGS is set). The first
-// follower asked still names the frozen leader; client.call redirects
-// there, and the attempt on the frozen node (its kernel accepts the TCP
-// connection; nothing answers) is bounded only by the caller's context, so
-// Submit ends in DeadlineExceeded "while waiting for connections to become
-// ready" although a new leader is elected within a second. DeadlineExceeded
-// is not retryable, so the client never rotates away: its next Submit, long
-// after the election, goes to the frozen node again and hangs as well.
+// The first follower asked may still name the frozen leader, whose kernel
+// accepts the TCP connection while nothing answers: the client must give
+// that attempt up (AttemptTimeout) and move on, and must not stay pointed
+// at the frozen node for its next call.
 func TestClusterSIGSTOPLeaderOneSubmit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs coordinator processes")
-	}
-	if os.Getenv("MEGHA_KNOWN_BUGS") == "" {
-		t.Skip("known bug: client.call has no per-attempt timeout, so a redirect to a frozen leader hangs until the caller's deadline, and the client stays pointed there; set MEGHA_KNOWN_BUGS=1 to run")
 	}
 	c := testcluster.StartT(t, testcluster.Options{Nodes: 3})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -23,10 +23,20 @@ type FSM struct {
 	logger *slog.Logger
 }
 
-// ApplyResult is what Apply returns for a command that succeeded.
+// ApplyResult is what Apply returns for a command that succeeded. Its Job
+// is shared with the state: read it, never change it. (Stored jobs are
+// never changed in place; every update stores a new copy.)
 type ApplyResult struct {
 	Job     *meghav1.Job // the job the command created or changed, if any
 	Existed bool         // SubmitJob matched an earlier request ID
+	// Items holds one outcome per job of a SubmitJobs command, in order.
+	Items []ItemResult
+}
+
+// ItemResult is the outcome of one submit in a SubmitJobs group commit.
+type ItemResult struct {
+	Result *ApplyResult
+	Err    error
 }
 
 // NewFSM returns an FSM over an empty state.
@@ -79,7 +89,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return res
 }
 
-// apply runs one command against the state under its write lock.
+// apply runs one command against the state under its write lock. The
+// state takes ownership of c.
 func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,6 +111,12 @@ func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 		err = s.applyUpsertMember(cmd.UpsertMember)
 	case *meghav1.Command_RemoveMember:
 		err = s.applyRemoveMember(cmd.RemoveMember)
+	case *meghav1.Command_SubmitJobs:
+		res = &ApplyResult{Items: make([]ItemResult, len(cmd.SubmitJobs.Jobs))}
+		for i, sj := range cmd.SubmitJobs.Jobs {
+			r, e := s.applySubmitJob(index, sj)
+			res.Items[i] = ItemResult{Result: r, Err: e}
+		}
 	case *meghav1.Command_Noop:
 	default:
 		// A command from a newer version, or an empty envelope. Every

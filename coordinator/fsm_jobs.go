@@ -16,14 +16,15 @@ func (s *State) applySubmitJob(index uint64, c *meghav1.SubmitJobCommand) (*Appl
 	if c.RequestId != "" {
 		if id, ok := s.requests[requestKey{j.Tenant, c.RequestId}]; ok {
 			if prev, ok := s.jobs[id]; ok {
-				return &ApplyResult{Job: proto.Clone(prev).(*meghav1.Job), Existed: true}, nil
+				return &ApplyResult{Job: prev, Existed: true}, nil
 			}
 		}
 	}
 	if _, ok := s.jobs[j.Id]; ok {
 		return nil, fmt.Errorf("%w: %s", ErrJobExists, j.Id)
 	}
-	j = proto.Clone(j).(*meghav1.Job)
+	// The command was decoded for this Apply alone, so the state takes its
+	// job without a copy.
 	if j.Status == nil {
 		j.Status = &meghav1.JobStatus{}
 	}
@@ -34,7 +35,7 @@ func (s *State) applySubmitJob(index uint64, c *meghav1.SubmitJobCommand) (*Appl
 	if c.RequestId != "" {
 		s.requests[requestKey{j.Tenant, c.RequestId}] = j.Id
 	}
-	return &ApplyResult{Job: proto.Clone(j).(*meghav1.Job)}, nil
+	return &ApplyResult{Job: j}, nil
 }
 
 func (s *State) applyCancelJob(index uint64, c *meghav1.CancelJobCommand) (*ApplyResult, error) {
@@ -54,7 +55,7 @@ func (s *State) applyCancelJob(index uint64, c *meghav1.CancelJobCommand) (*Appl
 	j.Status.FinishedAt = c.At
 	j.ModifyIndex = index
 	s.putJobLocked(j)
-	return &ApplyResult{Job: proto.Clone(j).(*meghav1.Job)}, nil
+	return &ApplyResult{Job: j}, nil
 }
 
 func (s *State) applyUpdateJobStatus(index uint64, c *meghav1.UpdateJobStatusCommand) (*ApplyResult, error) {
@@ -93,7 +94,7 @@ func (s *State) applyUpdateJobStatus(index uint64, c *meghav1.UpdateJobStatusCom
 	j.Status.UpdatedAt = c.At
 	j.ModifyIndex = index
 	s.putJobLocked(j)
-	return &ApplyResult{Job: proto.Clone(j).(*meghav1.Job)}, nil
+	return &ApplyResult{Job: j}, nil
 }
 
 func (s *State) applyUpsertMember(c *meghav1.UpsertMemberCommand) error {

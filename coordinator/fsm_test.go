@@ -373,3 +373,39 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+func TestApplySubmitJobsGroupCommit(t *testing.T) {
+	h := newFSMHarness(t)
+	h.ok(submitCmd("old", "acme", "r0"))
+	sj := func(id, reqID string) *meghav1.SubmitJobCommand {
+		return &meghav1.SubmitJobCommand{Job: testJob(id, "acme"), RequestId: reqID}
+	}
+	r := h.ok(&meghav1.Command{Cmd: &meghav1.Command_SubmitJobs{SubmitJobs: &meghav1.SubmitJobsCommand{Jobs: []*meghav1.SubmitJobCommand{
+		sj("a", "r1"),   // new
+		sj("b", "r1"),   // same request as the one before it in the batch
+		sj("old", "r2"), // ID taken
+		sj("c", "r0"),   // request of an earlier entry
+		{},              // malformed
+	}}}})
+	if len(r.Items) != 5 {
+		t.Fatalf("%d outcomes", len(r.Items))
+	}
+	if it := r.Items[0]; it.Err != nil || it.Result.Job.Id != "a" || it.Result.Existed {
+		t.Errorf("item 0: %+v", it)
+	}
+	if it := r.Items[1]; it.Err != nil || it.Result.Job.Id != "a" || !it.Result.Existed {
+		t.Errorf("item 1: %+v", it)
+	}
+	if it := r.Items[2]; !errors.Is(it.Err, ErrJobExists) {
+		t.Errorf("item 2: %+v", it)
+	}
+	if it := r.Items[3]; it.Err != nil || it.Result.Job.Id != "old" || !it.Result.Existed {
+		t.Errorf("item 3: %+v", it)
+	}
+	if it := r.Items[4]; !errors.Is(it.Err, ErrInvalid) {
+		t.Errorf("item 4: %+v", it)
+	}
+	if n := len(mustList(h, JobFilter{})); n != 2 {
+		t.Fatalf("%d jobs, want 2", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -11,7 +12,6 @@ import (
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/internal/jobstate"
 	"github.com/megha-ml/megha/jobspec"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -25,17 +25,28 @@ type jobEndpoint struct {
 
 func (e *jobEndpoint) Submit(ctx context.Context, req *meghav1.SubmitJobRequest) (*meghav1.SubmitJobResponse, error) {
 	id, _ := IdentityFrom(ctx)
-	spec := proto.Clone(req.Spec).(*meghav1.JobSpec)
+	spec := req.Spec // owned by this call; validation already checked it
 	jobspec.ApplyDefaults(spec)
 	now := timestamppb.New(time.Now())
-	job := &meghav1.Job{
-		Id:     newJobID(spec.Name),
-		Tenant: id.Tenant,
-		Spec:   spec,
-		Status: &meghav1.JobStatus{CreatedAt: now},
+	var (
+		res *ApplyResult
+		err error
+	)
+	// A fresh random ID can collide with an existing job; the FSM refuses
+	// it, and a new ID is drawn. Collisions are rare (48 random bits per
+	// name), so a few attempts always suffice.
+	for attempt := 0; attempt < 4; attempt++ {
+		job := &meghav1.Job{
+			Id:     newJobID(spec.Name),
+			Tenant: id.Tenant,
+			Spec:   spec,
+			Status: &meghav1.JobStatus{CreatedAt: now},
+		}
+		res, err = e.s.batcher.submit(ctx, &meghav1.SubmitJobCommand{Job: job, RequestId: req.RequestId})
+		if !errors.Is(err, ErrJobExists) {
+			break
+		}
 	}
-	res, err := e.s.node.Apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_SubmitJob{
-		SubmitJob: &meghav1.SubmitJobCommand{Job: job, RequestId: req.RequestId}}})
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -45,10 +56,10 @@ func (e *jobEndpoint) Submit(ctx context.Context, req *meghav1.SubmitJobRequest)
 	return &meghav1.SubmitJobResponse{Job: res.Job, Existed: res.Existed}, nil
 }
 
-// newJobID makes a readable, unique job ID: the job's name and 8 random
-// hex digits.
+// newJobID makes a readable job ID: the job's name and 12 random hex
+// digits.
 func newJobID(name string) string {
-	b := make([]byte, 4)
+	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return name + "-" + hex.EncodeToString(b)
 }

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
@@ -112,13 +111,13 @@ func (n *Node) open() error {
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "wal"), 0o700); err != nil {
 		return fmt.Errorf("coordinator: data dir: %w", err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: os.Stderr})
+	hlog := raftLogger(cfg.Logger)
 
 	var err error
 	// raft-wal v0.4.0's Close leaves its bolt meta store open (and locked),
 	// so the node owns the meta store and closes it itself.
 	n.meta = &metadb.BoltMetaDB{}
-	n.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithMetaStore(n.meta))
+	n.wal, err = wal.Open(filepath.Join(cfg.DataDir, "wal"), wal.WithMetaStore(n.meta), wal.WithLogger(hlog.Named("wal")))
 	if err != nil {
 		return fmt.Errorf("coordinator: open raft log in %s: %w", cfg.DataDir, err)
 	}

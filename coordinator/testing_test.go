@@ -92,6 +92,15 @@ func startCluster(t testing.TB, n int) []*Server {
 		cancel()
 		servers = append(servers, s)
 	}
+	// Every node knows every node's gRPC address, so any can redirect.
+	waitFor(t, "member table replicated", 10*time.Second, func() bool {
+		for _, s := range servers {
+			if len(s.Node().FSM().State().Members()) != n {
+				return false
+			}
+		}
+		return true
+	})
 	return servers
 }
 

@@ -7,7 +7,6 @@ import (
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/jobspec"
-	"google.golang.org/protobuf/proto"
 )
 
 // Limits on request fields.
@@ -44,9 +43,10 @@ func validateRequest(req any) error {
 			add("spec", "is required")
 			break
 		}
-		spec := proto.Clone(r.Spec).(*meghav1.JobSpec)
-		jobspec.ApplyDefaults(spec)
-		if err := jobspec.Validate(spec); err != nil {
+		// Defaults are filled in place: the request belongs to this call,
+		// and the handler would fill the same ones.
+		jobspec.ApplyDefaults(r.Spec)
+		if err := jobspec.Validate(r.Spec); err != nil {
 			if fe, ok := err.(jobspec.FieldErrors); ok {
 				for _, f := range fe {
 					add("spec."+f.Field, "%s", f.Msg)

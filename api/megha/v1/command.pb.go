@@ -42,6 +42,7 @@ type Command struct {
 	//	*Command_UpsertMember
 	//	*Command_RemoveMember
 	//	*Command_Noop
+	//	*Command_SubmitJobs
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -138,6 +139,15 @@ func (x *Command) GetNoop() *NoopCommand {
 	return nil
 }
 
+func (x *Command) GetSubmitJobs() *SubmitJobsCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SubmitJobs); ok {
+			return x.SubmitJobs
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -166,6 +176,10 @@ type Command_Noop struct {
 	Noop *NoopCommand `protobuf:"bytes,6,opt,name=noop,proto3,oneof"`
 }
 
+type Command_SubmitJobs struct {
+	SubmitJobs *SubmitJobsCommand `protobuf:"bytes,7,opt,name=submit_jobs,json=submitJobs,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Cmd() {}
 
 func (*Command_CancelJob) isCommand_Cmd() {}
@@ -177,6 +191,54 @@ func (*Command_UpsertMember) isCommand_Cmd() {}
 func (*Command_RemoveMember) isCommand_Cmd() {}
 
 func (*Command_Noop) isCommand_Cmd() {}
+
+func (*Command_SubmitJobs) isCommand_Cmd() {}
+
+// SubmitJobsCommand is a group commit of concurrent submits: one log entry,
+// applied as each SubmitJobCommand in order, each with its own outcome.
+type SubmitJobsCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*SubmitJobCommand    `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitJobsCommand) Reset() {
+	*x = SubmitJobsCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitJobsCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitJobsCommand) ProtoMessage() {}
+
+func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
+func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SubmitJobsCommand) GetJobs() []*SubmitJobCommand {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
 
 // SubmitJobCommand stores a new job. The job carries its ID, tenant, spec
 // with defaults filled, and created_at.
@@ -190,7 +252,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[1]
+	mi := &file_megha_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +264,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[1]
+	mi := &file_megha_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +277,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SubmitJobCommand) GetJob() *Job {
@@ -245,7 +307,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[2]
+	mi := &file_megha_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +319,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[2]
+	mi := &file_megha_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +332,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CancelJobCommand) GetId() string {
@@ -317,7 +379,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +391,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +404,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateJobStatusCommand) GetId() string {
@@ -398,7 +460,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +472,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +485,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -443,7 +505,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +517,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +530,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -488,7 +550,7 @@ type NoopCommand struct {
 
 func (x *NoopCommand) Reset() {
 	*x = NoopCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +562,7 @@ func (x *NoopCommand) String() string {
 func (*NoopCommand) ProtoMessage() {}
 
 func (x *NoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +575,7 @@ func (x *NoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoopCommand.ProtoReflect.Descriptor instead.
 func (*NoopCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NoopCommand) GetPayload() []byte {
@@ -536,7 +598,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +610,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +623,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -604,7 +666,7 @@ type RequestKey struct {
 
 func (x *RequestKey) Reset() {
 	*x = RequestKey{}
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +678,7 @@ func (x *RequestKey) String() string {
 func (*RequestKey) ProtoMessage() {}
 
 func (x *RequestKey) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +691,7 @@ func (x *RequestKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestKey.ProtoReflect.Descriptor instead.
 func (*RequestKey) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestKey) GetTenant() string {
@@ -657,7 +719,7 @@ var File_megha_v1_command_proto protoreflect.FileDescriptor
 
 const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\x93\x03\n" +
+	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xd3\x03\n" +
 	"\aCommand\x12;\n" +
 	"\n" +
 	"submit_job\x18\x01 \x01(\v2\x1a.megha.v1.SubmitJobCommandH\x00R\tsubmitJob\x12;\n" +
@@ -666,8 +728,12 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\x11update_job_status\x18\x03 \x01(\v2 .megha.v1.UpdateJobStatusCommandH\x00R\x0fupdateJobStatus\x12D\n" +
 	"\rupsert_member\x18\x04 \x01(\v2\x1d.megha.v1.UpsertMemberCommandH\x00R\fupsertMember\x12D\n" +
 	"\rremove_member\x18\x05 \x01(\v2\x1d.megha.v1.RemoveMemberCommandH\x00R\fremoveMember\x12+\n" +
-	"\x04noop\x18\x06 \x01(\v2\x15.megha.v1.NoopCommandH\x00R\x04noopB\x05\n" +
-	"\x03cmd\"R\n" +
+	"\x04noop\x18\x06 \x01(\v2\x15.megha.v1.NoopCommandH\x00R\x04noop\x12>\n" +
+	"\vsubmit_jobs\x18\a \x01(\v2\x1b.megha.v1.SubmitJobsCommandH\x00R\n" +
+	"submitJobsB\x05\n" +
+	"\x03cmd\"C\n" +
+	"\x11SubmitJobsCommand\x12.\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x1a.megha.v1.SubmitJobCommandR\x04jobs\"R\n" +
 	"\x10SubmitJobCommand\x12\x1f\n" +
 	"\x03job\x18\x01 \x01(\v2\r.megha.v1.JobR\x03job\x12\x1d\n" +
 	"\n" +
@@ -715,44 +781,47 @@ func file_megha_v1_command_proto_rawDescGZIP() []byte {
 	return file_megha_v1_command_proto_rawDescData
 }
 
-var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_megha_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                // 0: megha.v1.Command
-	(*SubmitJobCommand)(nil),       // 1: megha.v1.SubmitJobCommand
-	(*CancelJobCommand)(nil),       // 2: megha.v1.CancelJobCommand
-	(*UpdateJobStatusCommand)(nil), // 3: megha.v1.UpdateJobStatusCommand
-	(*UpsertMemberCommand)(nil),    // 4: megha.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),    // 5: megha.v1.RemoveMemberCommand
-	(*NoopCommand)(nil),            // 6: megha.v1.NoopCommand
-	(*Snapshot)(nil),               // 7: megha.v1.Snapshot
-	(*RequestKey)(nil),             // 8: megha.v1.RequestKey
-	(*Job)(nil),                    // 9: megha.v1.Job
-	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
-	(JobState)(0),                  // 11: megha.v1.JobState
-	(*Progress)(nil),               // 12: megha.v1.Progress
-	(*Member)(nil),                 // 13: megha.v1.Member
+	(*SubmitJobsCommand)(nil),      // 1: megha.v1.SubmitJobsCommand
+	(*SubmitJobCommand)(nil),       // 2: megha.v1.SubmitJobCommand
+	(*CancelJobCommand)(nil),       // 3: megha.v1.CancelJobCommand
+	(*UpdateJobStatusCommand)(nil), // 4: megha.v1.UpdateJobStatusCommand
+	(*UpsertMemberCommand)(nil),    // 5: megha.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),    // 6: megha.v1.RemoveMemberCommand
+	(*NoopCommand)(nil),            // 7: megha.v1.NoopCommand
+	(*Snapshot)(nil),               // 8: megha.v1.Snapshot
+	(*RequestKey)(nil),             // 9: megha.v1.RequestKey
+	(*Job)(nil),                    // 10: megha.v1.Job
+	(*timestamppb.Timestamp)(nil),  // 11: google.protobuf.Timestamp
+	(JobState)(0),                  // 12: megha.v1.JobState
+	(*Progress)(nil),               // 13: megha.v1.Progress
+	(*Member)(nil),                 // 14: megha.v1.Member
 }
 var file_megha_v1_command_proto_depIdxs = []int32{
-	1,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
-	2,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
-	3,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
-	4,  // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
-	5,  // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
-	6,  // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
-	9,  // 6: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
-	10, // 7: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
-	11, // 8: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
-	12, // 9: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
-	10, // 10: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
-	13, // 11: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
-	9,  // 12: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
-	13, // 13: megha.v1.Snapshot.members:type_name -> megha.v1.Member
-	8,  // 14: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
+	3,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
+	4,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
+	5,  // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
+	6,  // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
+	7,  // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
+	1,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
+	2,  // 7: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
+	10, // 8: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
+	11, // 9: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
+	12, // 10: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
+	13, // 11: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
+	11, // 12: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
+	14, // 13: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
+	10, // 14: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
+	14, // 15: megha.v1.Snapshot.members:type_name -> megha.v1.Member
+	9,  // 16: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_command_proto_init() }
@@ -768,6 +837,7 @@ func file_megha_v1_command_proto_init() {
 		(*Command_UpsertMember)(nil),
 		(*Command_RemoveMember)(nil),
 		(*Command_Noop)(nil),
+		(*Command_SubmitJobs)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -775,7 +845,7 @@ func file_megha_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_command_proto_rawDesc), len(file_megha_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
