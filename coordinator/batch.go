@@ -17,7 +17,7 @@ import (
 // batch. With no load a submit is alone in its batch and waits for nobody:
 // a worker takes whatever is queued the moment it is free.
 const (
-	batchWorkers = 4   // batches in flight at once
+	batchWorkers = 2   // batches in flight at once; fewer means larger batches
 	batchMax     = 128 // submits per entry
 )
 
