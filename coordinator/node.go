@@ -71,6 +71,7 @@ type Node struct {
 	// before its term (a barrier), so its local reads are fresh.
 	ready    atomic.Bool
 	notifyCh chan bool
+	hadState bool
 
 	stop     chan struct{}
 	done     chan struct{}
@@ -153,6 +154,7 @@ func (n *Node) open() error {
 	if err != nil {
 		return fmt.Errorf("coordinator: read raft state: %w", err)
 	}
+	n.hadState = existing
 	n.raft, err = raft.NewRaft(rc, n.fsm, n.wal, n.wal, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("coordinator: start raft: %w", err)
@@ -167,6 +169,10 @@ func (n *Node) open() error {
 	}
 	return nil
 }
+
+// HadState reports whether the data dir held Raft state when the node
+// started: a restarted member, which needs no bootstrap and no join.
+func (n *Node) HadState() bool { return n.hadState }
 
 // FSM returns the node's state machine.
 func (n *Node) FSM() *FSM { return n.fsm }

@@ -130,6 +130,7 @@ func TestInvalidRequestsWriteNothing(t *testing.T) {
 		"nil spec":     func() error { _, err := c.Submit(ctx, nil, ""); return err },
 		"empty get":    func() error { _, err := c.Get(ctx, "", false); return err },
 		"empty cancel": func() error { _, err := c.Cancel(ctx, "", ""); return err },
+		"empty watch":  func() error { return c.Watch(ctx, "", func(*meghav1.Job) error { return nil }) },
 		"page size": func() error {
 			_, err := c.List(ctx, &meghav1.ListJobsRequest{PageSize: 5000})
 			return err

@@ -132,7 +132,9 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(f.join) > 0 {
+	if len(f.join) > 0 && srv.Node().HadState() {
+		logger.Info("data dir holds Raft state: rejoining as a member, not asking to join", "join", f.join)
+	} else if len(f.join) > 0 {
 		jctx, cancel := context.WithTimeout(ctx, f.joinTimeout)
 		err := srv.Join(jctx, f.join, f.joinToken, f.tlsCA)
 		cancel()
