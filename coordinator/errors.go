@@ -30,6 +30,9 @@ var (
 	ErrLeaderNotReady  = errors.New("coordinator: leader is catching up")
 	ErrUnauthenticated = errors.New("coordinator: missing or unknown token")
 	ErrRateLimited     = errors.New("coordinator: rate limit exceeded")
+	ErrWorkerNotFound  = errors.New("coordinator: worker not found")
+	ErrStaleEpoch      = errors.New("coordinator: worker registration is stale")
+	ErrUnknownLease    = errors.New("coordinator: unknown lease")
 )
 
 // notLeaderError carries the leader's gRPC address, if known, to toStatus.
@@ -75,11 +78,12 @@ func toStatus(err error) error {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, ErrJobNotFound), errors.Is(err, ErrMemberNotFound):
+	case errors.Is(err, ErrJobNotFound), errors.Is(err, ErrMemberNotFound), errors.Is(err, ErrWorkerNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ErrJobExists):
 		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrJobTerminal), errors.Is(err, ErrBadTransition):
+	case errors.Is(err, ErrJobTerminal), errors.Is(err, ErrBadTransition), errors.Is(err, ErrStaleEpoch),
+		errors.Is(err, ErrUnknownLease):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrPermission):
 		return status.Error(codes.PermissionDenied, err.Error())
@@ -116,4 +120,8 @@ func invalidArgument(fe jobspec.FieldErrors) error {
 // fieldError is a one-field InvalidArgument.
 func fieldError(field, msg string) error {
 	return jobspec.FieldErrors{{Field: field, Msg: msg}}
+}
+
+func isStale(err error) bool {
+	return errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrWorkerNotFound)
 }

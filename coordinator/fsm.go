@@ -29,6 +29,7 @@ type FSM struct {
 type ApplyResult struct {
 	Job     *meghav1.Job // the job the command created or changed, if any
 	Existed bool         // SubmitJob matched an earlier request ID
+	Worker  *meghav1.Worker
 	// Items holds one outcome per job of a SubmitJobs command, in order.
 	Items []ItemResult
 }
@@ -117,6 +118,12 @@ func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 			r, e := s.applySubmitJob(index, sj)
 			res.Items[i] = ItemResult{Result: r, Err: e}
 		}
+	case *meghav1.Command_RegisterWorker:
+		res, err = s.applyRegisterWorker(cmd.RegisterWorker)
+	case *meghav1.Command_WorkerLost:
+		res, err = s.applyWorkerLost(cmd.WorkerLost)
+	case *meghav1.Command_WorkerLeft:
+		res, err = s.applyWorkerLeft(cmd.WorkerLeft)
 	case *meghav1.Command_Noop:
 	default:
 		// A command from a newer version, or an empty envelope. Every
@@ -191,6 +198,12 @@ func (s *State) snapshot() *meghav1.Snapshot {
 	for _, m := range s.members {
 		snap.Members = append(snap.Members, proto.Clone(m).(*meghav1.Member))
 	}
+	for _, w := range s.workers {
+		snap.Workers = append(snap.Workers, proto.Clone(w).(*meghav1.Worker))
+	}
+	for _, t := range s.throughput {
+		snap.Throughput = append(snap.Throughput, proto.Clone(t).(*meghav1.GPUModelThroughput))
+	}
 	for k, id := range s.requests {
 		snap.RequestKeys = append(snap.RequestKeys,
 			&meghav1.RequestKey{Tenant: k.tenant, RequestId: k.requestID, JobId: id})
@@ -215,6 +228,12 @@ func restoreState(snap *meghav1.Snapshot) (*State, error) {
 	}
 	for _, m := range snap.Members {
 		s.members[m.Id] = m
+	}
+	for _, w := range snap.Workers {
+		s.workers[w.Id] = w
+	}
+	for _, t := range snap.Throughput {
+		s.throughput[t.Model+"\x00"+t.Probe] = t
 	}
 	for _, k := range snap.RequestKeys {
 		s.requests[requestKey{k.Tenant, k.RequestId}] = k.JobId

@@ -63,6 +63,7 @@ func (n *Node) establishLeadership(ctx context.Context) {
 	}
 	n.ready.Store(true)
 	n.logger.Info("leading", "barrier_ms", time.Since(start).Milliseconds())
+	go n.detectFailures(ctx)
 	n.ensureMember(ctx)
 }
 

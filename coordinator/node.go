@@ -52,6 +52,7 @@ type NodeConfig struct {
 	GRPCAddr      string // host:port clients reach this node's API on
 	Bootstrap     bool   // form a new one-node cluster if there is no state yet
 	Raft          RaftConfig
+	Workers       WorkerConfig
 	Logger        *slog.Logger
 }
 
@@ -61,11 +62,13 @@ type Node struct {
 	cfg    NodeConfig
 	logger *slog.Logger
 
-	raft  *raft.Raft
-	fsm   *FSM
-	wal   *wal.WAL
-	meta  *metadb.BoltMetaDB
-	trans *raft.NetworkTransport
+	raft *raft.Raft
+	fsm  *FSM
+	// detector holds worker heartbeats; only the leader's is in use.
+	detector *Detector
+	wal      *wal.WAL
+	meta     *metadb.BoltMetaDB
+	trans    *raft.NetworkTransport
 
 	// ready is true on the leader once it has applied everything committed
 	// before its term (a barrier), so its local reads are fresh.
@@ -91,10 +94,12 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Raft == (RaftConfig{}) {
 		cfg.Raft = DefaultRaftConfig()
 	}
+	cfg.Workers = cfg.Workers.withDefaults()
 	n := &Node{
 		cfg:      cfg,
 		logger:   cfg.Logger.With("component", "raft", "node_id", cfg.ID),
 		fsm:      NewFSM(cfg.Logger),
+		detector: NewDetector(cfg.Workers.Detector),
 		notifyCh: make(chan bool, 16),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),

@@ -19,8 +19,9 @@ var (
 		meghav1.ClusterService_ServiceDesc.ServiceName: {RoleAdmin},
 	}
 	methodOverride = map[string][]Role{
-		meghav1.ClusterService_Members_FullMethodName: {RoleAdmin, RoleTenant, RoleWorker},
-		meghav1.ClusterService_Leader_FullMethodName:  {RoleAdmin, RoleTenant, RoleWorker},
+		meghav1.ClusterService_Members_FullMethodName:    {RoleAdmin, RoleTenant, RoleWorker},
+		meghav1.ClusterService_Leader_FullMethodName:     {RoleAdmin, RoleTenant, RoleWorker},
+		meghav1.WorkerService_ListWorkers_FullMethodName: {RoleAdmin, RoleTenant},
 	}
 )
 

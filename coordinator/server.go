@@ -44,6 +44,7 @@ type ServerConfig struct {
 	// bursts up to RateBurst.
 	RateLimit float64
 	RateBurst int
+	Workers   WorkerConfig
 	// ShutdownTimeout bounds how long Close lets in-flight calls finish;
 	// default 3s.
 	ShutdownTimeout time.Duration
@@ -73,6 +74,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Workers = cfg.Workers.withDefaults()
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 3 * time.Second
 	}
@@ -104,6 +106,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	nc := cfg.Node
 	nc.GRPCAddr = s.addr
 	nc.Logger = cfg.Logger
+	nc.Workers = cfg.Workers
 	s.node, err = NewNode(nc)
 	if err != nil {
 		lis.Close()
@@ -119,7 +122,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.grpc = grpc.NewServer(opts...)
 	meghav1.RegisterJobServiceServer(s.grpc, &jobEndpoint{s: s})
 	meghav1.RegisterClusterServiceServer(s.grpc, &clusterEndpoint{s: s})
-	meghav1.RegisterWorkerServiceServer(s.grpc, &workerEndpoint{})
+	meghav1.RegisterWorkerServiceServer(s.grpc, &workerEndpoint{s: s})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -22,6 +22,9 @@ type State struct {
 	byState  map[meghav1.JobState]map[string]struct{}
 	requests map[requestKey]string
 	members  map[string]*meghav1.Member
+	workers  map[string]*meghav1.Worker
+	// throughput is keyed by GPU model and probe.
+	throughput map[string]*meghav1.GPUModelThroughput
 
 	// index is the Raft index of the last applied command.
 	index uint64
@@ -35,12 +38,14 @@ type requestKey struct{ tenant, requestID string }
 // NewState returns an empty state.
 func NewState() *State {
 	return &State{
-		jobs:     make(map[string]*meghav1.Job),
-		byTenant: make(map[string]map[string]struct{}),
-		byState:  make(map[meghav1.JobState]map[string]struct{}),
-		requests: make(map[requestKey]string),
-		members:  make(map[string]*meghav1.Member),
-		changed:  make(chan struct{}),
+		jobs:       make(map[string]*meghav1.Job),
+		byTenant:   make(map[string]map[string]struct{}),
+		byState:    make(map[meghav1.JobState]map[string]struct{}),
+		requests:   make(map[requestKey]string),
+		members:    make(map[string]*meghav1.Member),
+		workers:    make(map[string]*meghav1.Worker),
+		throughput: make(map[string]*meghav1.GPUModelThroughput),
+		changed:    make(chan struct{}),
 	}
 }
 

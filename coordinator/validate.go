@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"fmt"
+	"math"
+	"net"
 	"strconv"
 	"unicode"
 
@@ -91,6 +93,19 @@ func validateRequest(req any) error {
 		if r.GrpcAddr == "" {
 			add("grpc_addr", "is required: the joining node's gRPC host:port")
 		}
+	case *meghav1.RegisterWorkerRequest:
+		validateRegister(r, add)
+	case *meghav1.HeartbeatRequest:
+		if r.WorkerId == "" || r.Epoch == 0 {
+			add("worker_id", "and epoch are required: send what Register returned")
+		}
+	case *meghav1.LeaveRequest:
+		if r.WorkerId == "" || r.Epoch == 0 {
+			add("worker_id", "and epoch are required: send what Register returned")
+		}
+		if len(r.Reason) > maxReasonLen {
+			add("reason", "must be at most %d characters", maxReasonLen)
+		}
 	case *meghav1.RemoveVoterRequest:
 		if r.Id == "" || len(r.Id) > maxIDLen {
 			add("id", "is required: the node ID that `megha cluster members` lists")
@@ -105,6 +120,72 @@ func validateRequest(req any) error {
 func printable(s string) bool {
 	for _, r := range s {
 		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// Limits on a worker's registration.
+const (
+	maxGPUs       = 64
+	maxWorkerID   = 64
+	maxShortField = 256
+)
+
+func validateRegister(r *meghav1.RegisterWorkerRequest, add func(field, format string, args ...any)) {
+	if r.WorkerId != "" && !validWorkerID(r.WorkerId) {
+		add("worker_id", "use 1-%d characters of a-z, 0-9, '-', '_' and '.', or leave it empty to get one", maxWorkerID)
+	}
+	for field, v := range map[string]string{"host": r.Host, "version": r.Version, "lease_id": r.LeaseId} {
+		if len(v) > maxShortField || !printable(v) {
+			add(field, "must be at most %d printable characters", maxShortField)
+		}
+	}
+	if r.AdvertiseAddr != "" {
+		if _, port, err := net.SplitHostPort(r.AdvertiseAddr); err != nil || port == "" || port == "0" {
+			add("advertise_addr", "must be host:port that peers can dial, got %q", r.AdvertiseAddr)
+		}
+	}
+	if len(r.Gpus) > maxGPUs {
+		add("gpus", "at most %d GPUs per worker, got %d", maxGPUs, len(r.Gpus))
+	}
+	seen := make(map[string]bool, len(r.Gpus))
+	for i, g := range r.Gpus {
+		f := fmt.Sprintf("gpus[%d]", i)
+		switch {
+		case g.Uuid == "" || len(g.Uuid) > maxShortField || !printable(g.Uuid):
+			add(f+".uuid", "is required: the device's UUID (at most %d printable characters)", maxShortField)
+		case seen[g.Uuid]:
+			add(f+".uuid", "%q appears twice; every GPU needs its own UUID", g.Uuid)
+		}
+		seen[g.Uuid] = true
+		if g.MemoryBytes == 0 {
+			add(f+".memory_bytes", "must be the device's memory in bytes, got 0")
+		}
+		if len(g.Model) > maxShortField || len(g.Name) > maxShortField || !printable(g.Model) || !printable(g.Name) {
+			add(f+".name", "model and name must be at most %d printable characters", maxShortField)
+		}
+		if g.UtilizationPct > 100 {
+			add(f+".utilization_pct", "is a percentage, got %d", g.UtilizationPct)
+		}
+	}
+	if t := r.Throughput; t != nil {
+		if math.IsNaN(t.SamplesPerSecond) || math.IsInf(t.SamplesPerSecond, 0) || t.SamplesPerSecond < 0 {
+			add("throughput.samples_per_second", "must be a finite number >= 0")
+		}
+		if len(t.Probe) > maxShortField || !printable(t.Probe) {
+			add("throughput.probe", "must be at most %d printable characters", maxShortField)
+		}
+	}
+}
+
+func validWorkerID(s string) bool {
+	if len(s) == 0 || len(s) > maxWorkerID {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
 			return false
 		}
 	}

@@ -43,6 +43,9 @@ type Command struct {
 	//	*Command_RemoveMember
 	//	*Command_Noop
 	//	*Command_SubmitJobs
+	//	*Command_RegisterWorker
+	//	*Command_WorkerLost
+	//	*Command_WorkerLeft
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -148,6 +151,33 @@ func (x *Command) GetSubmitJobs() *SubmitJobsCommand {
 	return nil
 }
 
+func (x *Command) GetRegisterWorker() *RegisterWorkerCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RegisterWorker); ok {
+			return x.RegisterWorker
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWorkerLost() *WorkerLostCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_WorkerLost); ok {
+			return x.WorkerLost
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetWorkerLeft() *WorkerLeftCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_WorkerLeft); ok {
+			return x.WorkerLeft
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -180,6 +210,18 @@ type Command_SubmitJobs struct {
 	SubmitJobs *SubmitJobsCommand `protobuf:"bytes,7,opt,name=submit_jobs,json=submitJobs,proto3,oneof"`
 }
 
+type Command_RegisterWorker struct {
+	RegisterWorker *RegisterWorkerCommand `protobuf:"bytes,8,opt,name=register_worker,json=registerWorker,proto3,oneof"`
+}
+
+type Command_WorkerLost struct {
+	WorkerLost *WorkerLostCommand `protobuf:"bytes,9,opt,name=worker_lost,json=workerLost,proto3,oneof"`
+}
+
+type Command_WorkerLeft struct {
+	WorkerLeft *WorkerLeftCommand `protobuf:"bytes,10,opt,name=worker_left,json=workerLeft,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Cmd() {}
 
 func (*Command_CancelJob) isCommand_Cmd() {}
@@ -194,6 +236,197 @@ func (*Command_Noop) isCommand_Cmd() {}
 
 func (*Command_SubmitJobs) isCommand_Cmd() {}
 
+func (*Command_RegisterWorker) isCommand_Cmd() {}
+
+func (*Command_WorkerLost) isCommand_Cmd() {}
+
+func (*Command_WorkerLeft) isCommand_Cmd() {}
+
+// RegisterWorkerCommand records a worker joining (or re-joining: a new
+// epoch). The endpoint fills registered_at and the throughput history is
+// updated from worker.throughput.
+type RegisterWorkerCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Worker        *Worker                `protobuf:"bytes,1,opt,name=worker,proto3" json:"worker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterWorkerCommand) Reset() {
+	*x = RegisterWorkerCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterWorkerCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterWorkerCommand) ProtoMessage() {}
+
+func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
+func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RegisterWorkerCommand) GetWorker() *Worker {
+	if x != nil {
+		return x.Worker
+	}
+	return nil
+}
+
+// WorkerLostCommand is proposed by the leader's failure detector.
+type WorkerLostCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"` // only this epoch is lost; a newer registration wins
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerLostCommand) Reset() {
+	*x = WorkerLostCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerLostCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerLostCommand) ProtoMessage() {}
+
+func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
+func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WorkerLostCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkerLostCommand) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *WorkerLostCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WorkerLostCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// WorkerLeftCommand records a worker that shut down on purpose.
+type WorkerLeftCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerLeftCommand) Reset() {
+	*x = WorkerLeftCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerLeftCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerLeftCommand) ProtoMessage() {}
+
+func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerLeftCommand.ProtoReflect.Descriptor instead.
+func (*WorkerLeftCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WorkerLeftCommand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkerLeftCommand) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *WorkerLeftCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *WorkerLeftCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // SubmitJobsCommand is a group commit of concurrent submits: one log entry,
 // applied as each SubmitJobCommand in order, each with its own outcome.
 type SubmitJobsCommand struct {
@@ -205,7 +438,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[1]
+	mi := &file_megha_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +450,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[1]
+	mi := &file_megha_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +463,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SubmitJobsCommand) GetJobs() []*SubmitJobCommand {
@@ -252,7 +485,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[2]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +497,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[2]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +510,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitJobCommand) GetJob() *Job {
@@ -307,7 +540,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -319,7 +552,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -332,7 +565,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CancelJobCommand) GetId() string {
@@ -379,7 +612,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +624,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +637,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateJobStatusCommand) GetId() string {
@@ -460,7 +693,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +705,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +718,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -505,7 +738,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -517,7 +750,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -530,7 +763,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -550,7 +783,7 @@ type NoopCommand struct {
 
 func (x *NoopCommand) Reset() {
 	*x = NoopCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +795,7 @@ func (x *NoopCommand) String() string {
 func (*NoopCommand) ProtoMessage() {}
 
 func (x *NoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +808,7 @@ func (x *NoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoopCommand.ProtoReflect.Descriptor instead.
 func (*NoopCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NoopCommand) GetPayload() []byte {
@@ -592,13 +825,15 @@ type Snapshot struct {
 	Jobs          []*Job                 `protobuf:"bytes,2,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	Members       []*Member              `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
 	RequestKeys   []*RequestKey          `protobuf:"bytes,4,rep,name=request_keys,json=requestKeys,proto3" json:"request_keys,omitempty"`
+	Workers       []*Worker              `protobuf:"bytes,5,rep,name=workers,proto3" json:"workers,omitempty"`
+	Throughput    []*GPUModelThroughput  `protobuf:"bytes,6,rep,name=throughput,proto3" json:"throughput,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +845,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +858,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -654,6 +889,20 @@ func (x *Snapshot) GetRequestKeys() []*RequestKey {
 	return nil
 }
 
+func (x *Snapshot) GetWorkers() []*Worker {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *Snapshot) GetThroughput() []*GPUModelThroughput {
+	if x != nil {
+		return x.Throughput
+	}
+	return nil
+}
+
 // RequestKey maps a tenant's submit request ID to the job it created.
 type RequestKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -666,7 +915,7 @@ type RequestKey struct {
 
 func (x *RequestKey) Reset() {
 	*x = RequestKey{}
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +927,7 @@ func (x *RequestKey) String() string {
 func (*RequestKey) ProtoMessage() {}
 
 func (x *RequestKey) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +940,7 @@ func (x *RequestKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestKey.ProtoReflect.Descriptor instead.
 func (*RequestKey) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RequestKey) GetTenant() string {
@@ -719,7 +968,7 @@ var File_megha_v1_command_proto protoreflect.FileDescriptor
 
 const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xd3\x03\n" +
+	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\x9f\x05\n" +
 	"\aCommand\x12;\n" +
 	"\n" +
 	"submit_job\x18\x01 \x01(\v2\x1a.megha.v1.SubmitJobCommandH\x00R\tsubmitJob\x12;\n" +
@@ -730,8 +979,26 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\rremove_member\x18\x05 \x01(\v2\x1d.megha.v1.RemoveMemberCommandH\x00R\fremoveMember\x12+\n" +
 	"\x04noop\x18\x06 \x01(\v2\x15.megha.v1.NoopCommandH\x00R\x04noop\x12>\n" +
 	"\vsubmit_jobs\x18\a \x01(\v2\x1b.megha.v1.SubmitJobsCommandH\x00R\n" +
-	"submitJobsB\x05\n" +
-	"\x03cmd\"C\n" +
+	"submitJobs\x12J\n" +
+	"\x0fregister_worker\x18\b \x01(\v2\x1f.megha.v1.RegisterWorkerCommandH\x00R\x0eregisterWorker\x12>\n" +
+	"\vworker_lost\x18\t \x01(\v2\x1b.megha.v1.WorkerLostCommandH\x00R\n" +
+	"workerLost\x12>\n" +
+	"\vworker_left\x18\n" +
+	" \x01(\v2\x1b.megha.v1.WorkerLeftCommandH\x00R\n" +
+	"workerLeftB\x05\n" +
+	"\x03cmd\"A\n" +
+	"\x15RegisterWorkerCommand\x12(\n" +
+	"\x06worker\x18\x01 \x01(\v2\x10.megha.v1.WorkerR\x06worker\"}\n" +
+	"\x11WorkerLostCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"}\n" +
+	"\x11WorkerLeftCommand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"C\n" +
 	"\x11SubmitJobsCommand\x12.\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x1a.megha.v1.SubmitJobCommandR\x04jobs\"R\n" +
 	"\x10SubmitJobCommand\x12\x1f\n" +
@@ -756,12 +1023,16 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\x13RemoveMemberCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +
 	"\vNoopCommand\x12\x18\n" +
-	"\apayload\x18\x01 \x01(\fR\apayload\"\xac\x01\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"\x96\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12!\n" +
 	"\x04jobs\x18\x02 \x03(\v2\r.megha.v1.JobR\x04jobs\x12*\n" +
 	"\amembers\x18\x03 \x03(\v2\x10.megha.v1.MemberR\amembers\x127\n" +
-	"\frequest_keys\x18\x04 \x03(\v2\x14.megha.v1.RequestKeyR\vrequestKeys\"Z\n" +
+	"\frequest_keys\x18\x04 \x03(\v2\x14.megha.v1.RequestKeyR\vrequestKeys\x12*\n" +
+	"\aworkers\x18\x05 \x03(\v2\x10.megha.v1.WorkerR\aworkers\x12<\n" +
+	"\n" +
+	"throughput\x18\x06 \x03(\v2\x1c.megha.v1.GPUModelThroughputR\n" +
+	"throughput\"Z\n" +
 	"\n" +
 	"RequestKey\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
@@ -781,47 +1052,60 @@ func file_megha_v1_command_proto_rawDescGZIP() []byte {
 	return file_megha_v1_command_proto_rawDescData
 }
 
-var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_megha_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                // 0: megha.v1.Command
-	(*SubmitJobsCommand)(nil),      // 1: megha.v1.SubmitJobsCommand
-	(*SubmitJobCommand)(nil),       // 2: megha.v1.SubmitJobCommand
-	(*CancelJobCommand)(nil),       // 3: megha.v1.CancelJobCommand
-	(*UpdateJobStatusCommand)(nil), // 4: megha.v1.UpdateJobStatusCommand
-	(*UpsertMemberCommand)(nil),    // 5: megha.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),    // 6: megha.v1.RemoveMemberCommand
-	(*NoopCommand)(nil),            // 7: megha.v1.NoopCommand
-	(*Snapshot)(nil),               // 8: megha.v1.Snapshot
-	(*RequestKey)(nil),             // 9: megha.v1.RequestKey
-	(*Job)(nil),                    // 10: megha.v1.Job
-	(*timestamppb.Timestamp)(nil),  // 11: google.protobuf.Timestamp
-	(JobState)(0),                  // 12: megha.v1.JobState
-	(*Progress)(nil),               // 13: megha.v1.Progress
-	(*Member)(nil),                 // 14: megha.v1.Member
+	(*RegisterWorkerCommand)(nil),  // 1: megha.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),      // 2: megha.v1.WorkerLostCommand
+	(*WorkerLeftCommand)(nil),      // 3: megha.v1.WorkerLeftCommand
+	(*SubmitJobsCommand)(nil),      // 4: megha.v1.SubmitJobsCommand
+	(*SubmitJobCommand)(nil),       // 5: megha.v1.SubmitJobCommand
+	(*CancelJobCommand)(nil),       // 6: megha.v1.CancelJobCommand
+	(*UpdateJobStatusCommand)(nil), // 7: megha.v1.UpdateJobStatusCommand
+	(*UpsertMemberCommand)(nil),    // 8: megha.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),    // 9: megha.v1.RemoveMemberCommand
+	(*NoopCommand)(nil),            // 10: megha.v1.NoopCommand
+	(*Snapshot)(nil),               // 11: megha.v1.Snapshot
+	(*RequestKey)(nil),             // 12: megha.v1.RequestKey
+	(*Worker)(nil),                 // 13: megha.v1.Worker
+	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(*Job)(nil),                    // 15: megha.v1.Job
+	(JobState)(0),                  // 16: megha.v1.JobState
+	(*Progress)(nil),               // 17: megha.v1.Progress
+	(*Member)(nil),                 // 18: megha.v1.Member
+	(*GPUModelThroughput)(nil),     // 19: megha.v1.GPUModelThroughput
 }
 var file_megha_v1_command_proto_depIdxs = []int32{
-	2,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
-	3,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
-	4,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
-	5,  // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
-	6,  // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
-	7,  // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
-	1,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
-	2,  // 7: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
-	10, // 8: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
-	11, // 9: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
-	12, // 10: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
-	13, // 11: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
-	11, // 12: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
-	14, // 13: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
-	10, // 14: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
-	14, // 15: megha.v1.Snapshot.members:type_name -> megha.v1.Member
-	9,  // 16: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	5,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
+	6,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
+	7,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
+	8,  // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
+	9,  // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
+	10, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
+	4,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
+	1,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
+	2,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
+	3,  // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
+	13, // 10: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
+	14, // 11: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
+	14, // 12: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
+	5,  // 13: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
+	15, // 14: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
+	14, // 15: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
+	16, // 16: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
+	17, // 17: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
+	14, // 18: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
+	18, // 19: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
+	15, // 20: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
+	18, // 21: megha.v1.Snapshot.members:type_name -> megha.v1.Member
+	12, // 22: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
+	13, // 23: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
+	19, // 24: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_command_proto_init() }
@@ -838,6 +1122,9 @@ func file_megha_v1_command_proto_init() {
 		(*Command_RemoveMember)(nil),
 		(*Command_Noop)(nil),
 		(*Command_SubmitJobs)(nil),
+		(*Command_RegisterWorker)(nil),
+		(*Command_WorkerLost)(nil),
+		(*Command_WorkerLeft)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -845,7 +1132,7 @@ func file_megha_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_command_proto_rawDesc), len(file_megha_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

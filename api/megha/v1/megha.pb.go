@@ -253,6 +253,65 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_megha_v1_megha_proto_rawDescGZIP(), []int{3}
 }
 
+// WorkerState is a worker's place in its lifecycle:
+//
+//	Ready ──SIGTERM──▶ Left
+//	  │
+//	  └─missed heartbeats──▶ Lost ──re-register──▶ Ready (a new epoch)
+//
+// Only add at the end.
+type WorkerState int32
+
+const (
+	WorkerState_WORKER_STATE_UNSPECIFIED WorkerState = 0
+	WorkerState_WORKER_STATE_READY       WorkerState = 1
+	WorkerState_WORKER_STATE_LOST        WorkerState = 2
+	WorkerState_WORKER_STATE_LEFT        WorkerState = 3
+)
+
+// Enum value maps for WorkerState.
+var (
+	WorkerState_name = map[int32]string{
+		0: "WORKER_STATE_UNSPECIFIED",
+		1: "WORKER_STATE_READY",
+		2: "WORKER_STATE_LOST",
+		3: "WORKER_STATE_LEFT",
+	}
+	WorkerState_value = map[string]int32{
+		"WORKER_STATE_UNSPECIFIED": 0,
+		"WORKER_STATE_READY":       1,
+		"WORKER_STATE_LOST":        2,
+		"WORKER_STATE_LEFT":        3,
+	}
+)
+
+func (x WorkerState) Enum() *WorkerState {
+	p := new(WorkerState)
+	*p = x
+	return p
+}
+
+func (x WorkerState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
+	return file_megha_v1_megha_proto_enumTypes[4].Descriptor()
+}
+
+func (WorkerState) Type() protoreflect.EnumType {
+	return &file_megha_v1_megha_proto_enumTypes[4]
+}
+
+func (x WorkerState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WorkerState.Descriptor instead.
+func (WorkerState) EnumDescriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{4}
+}
+
 // Suffrage of a Raft member. Only add at the end.
 type Suffrage int32
 
@@ -290,11 +349,11 @@ func (x Suffrage) String() string {
 }
 
 func (Suffrage) Descriptor() protoreflect.EnumDescriptor {
-	return file_megha_v1_megha_proto_enumTypes[4].Descriptor()
+	return file_megha_v1_megha_proto_enumTypes[5].Descriptor()
 }
 
 func (Suffrage) Type() protoreflect.EnumType {
-	return &file_megha_v1_megha_proto_enumTypes[4]
+	return &file_megha_v1_megha_proto_enumTypes[5]
 }
 
 func (x Suffrage) Number() protoreflect.EnumNumber {
@@ -303,7 +362,7 @@ func (x Suffrage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Suffrage.Descriptor instead.
 func (Suffrage) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{4}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{5}
 }
 
 // JobSpec is what a user submits. Every field is optional on the wire; the
@@ -1611,13 +1670,20 @@ func (x *JobEvent) GetJob() *Job {
 
 // GPU describes one device a worker holds.
 type GPU struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Uuid          string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	Model         string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	MemoryBytes   uint64                 `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
-	Emulated      bool                   `protobuf:"varint,4,opt,name=emulated,proto3" json:"emulated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Uuid           string                 `protobuf:"bytes,1,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	Model          string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"` // catalog ID (e.g. "H100-SXM"); empty when unknown
+	MemoryBytes    uint64                 `protobuf:"varint,3,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Emulated       bool                   `protobuf:"varint,4,opt,name=emulated,proto3" json:"emulated,omitempty"` // from --emulate-gpu, not real hardware
+	Name           string                 `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`          // as the driver reports it, e.g. "NVIDIA H100 80GB HBM3"
+	DriverVersion  string                 `protobuf:"bytes,6,opt,name=driver_version,json=driverVersion,proto3" json:"driver_version,omitempty"`
+	CudaVersion    string                 `protobuf:"bytes,7,opt,name=cuda_version,json=cudaVersion,proto3" json:"cuda_version,omitempty"`
+	Healthy        bool                   `protobuf:"varint,8,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	HealthReason   string                 `protobuf:"bytes,9,opt,name=health_reason,json=healthReason,proto3" json:"health_reason,omitempty"`
+	UtilizationPct uint32                 `protobuf:"varint,10,opt,name=utilization_pct,json=utilizationPct,proto3" json:"utilization_pct,omitempty"`
+	TemperatureC   uint32                 `protobuf:"varint,11,opt,name=temperature_c,json=temperatureC,proto3" json:"temperature_c,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GPU) Reset() {
@@ -1678,21 +1744,379 @@ func (x *GPU) GetEmulated() bool {
 	return false
 }
 
-type RegisterWorkerRequest struct {
+func (x *GPU) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GPU) GetDriverVersion() string {
+	if x != nil {
+		return x.DriverVersion
+	}
+	return ""
+}
+
+func (x *GPU) GetCudaVersion() string {
+	if x != nil {
+		return x.CudaVersion
+	}
+	return ""
+}
+
+func (x *GPU) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *GPU) GetHealthReason() string {
+	if x != nil {
+		return x.HealthReason
+	}
+	return ""
+}
+
+func (x *GPU) GetUtilizationPct() uint32 {
+	if x != nil {
+		return x.UtilizationPct
+	}
+	return 0
+}
+
+func (x *GPU) GetTemperatureC() uint32 {
+	if x != nil {
+		return x.TemperatureC
+	}
+	return 0
+}
+
+// Worker is a worker agent as the coordinator knows it.
+type Worker struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	Host          string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
 	AdvertiseAddr string                 `protobuf:"bytes,4,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
 	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	Gpus          []*GPU                 `protobuf:"bytes,6,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	State         WorkerState            `protobuf:"varint,7,opt,name=state,proto3,enum=megha.v1.WorkerState" json:"state,omitempty"`
+	// epoch counts registrations of this ID; heartbeats carry it, so a
+	// worker declared lost cannot carry on as if nothing happened.
+	Epoch        uint64                 `protobuf:"varint,8,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	RegisteredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	LostAt       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=lost_at,json=lostAt,proto3" json:"lost_at,omitempty"`
+	LostReason   string                 `protobuf:"bytes,11,opt,name=lost_reason,json=lostReason,proto3" json:"lost_reason,omitempty"`
+	Throughput   *Throughput            `protobuf:"bytes,12,opt,name=throughput,proto3" json:"throughput,omitempty"` // measured at registration
+	// last_heartbeat lives in the leader's memory, not the log; filled in
+	// by ListWorkers on the leader.
+	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
+	Tenant        string                 `protobuf:"bytes,14,opt,name=tenant,proto3" json:"tenant,omitempty"` // the worker token's tenant, if any
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Worker) Reset() {
+	*x = Worker{}
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Worker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Worker) ProtoMessage() {}
+
+func (x *Worker) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Worker.ProtoReflect.Descriptor instead.
+func (*Worker) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *Worker) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Worker) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *Worker) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *Worker) GetAdvertiseAddr() string {
+	if x != nil {
+		return x.AdvertiseAddr
+	}
+	return ""
+}
+
+func (x *Worker) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Worker) GetGpus() []*GPU {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *Worker) GetState() WorkerState {
+	if x != nil {
+		return x.State
+	}
+	return WorkerState_WORKER_STATE_UNSPECIFIED
+}
+
+func (x *Worker) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Worker) GetRegisteredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RegisteredAt
+	}
+	return nil
+}
+
+func (x *Worker) GetLostAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LostAt
+	}
+	return nil
+}
+
+func (x *Worker) GetLostReason() string {
+	if x != nil {
+		return x.LostReason
+	}
+	return ""
+}
+
+func (x *Worker) GetThroughput() *Throughput {
+	if x != nil {
+		return x.Throughput
+	}
+	return nil
+}
+
+func (x *Worker) GetLastHeartbeat() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeat
+	}
+	return nil
+}
+
+func (x *Worker) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// Throughput is a measured work rate.
+type Throughput struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	SamplesPerSecond float64                `protobuf:"fixed64,1,opt,name=samples_per_second,json=samplesPerSecond,proto3" json:"samples_per_second,omitempty"`
+	Probe            string                 `protobuf:"bytes,2,opt,name=probe,proto3" json:"probe,omitempty"`        // what was measured, e.g. "matmul-f32-256"
+	Emulated         bool                   `protobuf:"varint,3,opt,name=emulated,proto3" json:"emulated,omitempty"` // scaled by an emulated GPU profile
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Throughput) Reset() {
+	*x = Throughput{}
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Throughput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Throughput) ProtoMessage() {}
+
+func (x *Throughput) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Throughput.ProtoReflect.Descriptor instead.
+func (*Throughput) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *Throughput) GetSamplesPerSecond() float64 {
+	if x != nil {
+		return x.SamplesPerSecond
+	}
+	return 0
+}
+
+func (x *Throughput) GetProbe() string {
+	if x != nil {
+		return x.Probe
+	}
+	return ""
+}
+
+func (x *Throughput) GetEmulated() bool {
+	if x != nil {
+		return x.Emulated
+	}
+	return false
+}
+
+// GPUModelThroughput is the coordinator's history of measured throughput
+// for one GPU model, which sharding and bid selection use.
+type GPUModelThroughput struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Probe         string                 `protobuf:"bytes,2,opt,name=probe,proto3" json:"probe,omitempty"`
+	Samples       uint64                 `protobuf:"varint,3,opt,name=samples,proto3" json:"samples,omitempty"`
+	Mean          float64                `protobuf:"fixed64,4,opt,name=mean,proto3" json:"mean,omitempty"`
+	Min           float64                `protobuf:"fixed64,5,opt,name=min,proto3" json:"min,omitempty"`
+	Max           float64                `protobuf:"fixed64,6,opt,name=max,proto3" json:"max,omitempty"`
+	Last          float64                `protobuf:"fixed64,7,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GPUModelThroughput) Reset() {
+	*x = GPUModelThroughput{}
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GPUModelThroughput) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GPUModelThroughput) ProtoMessage() {}
+
+func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GPUModelThroughput.ProtoReflect.Descriptor instead.
+func (*GPUModelThroughput) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GPUModelThroughput) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *GPUModelThroughput) GetProbe() string {
+	if x != nil {
+		return x.Probe
+	}
+	return ""
+}
+
+func (x *GPUModelThroughput) GetSamples() uint64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *GPUModelThroughput) GetMean() float64 {
+	if x != nil {
+		return x.Mean
+	}
+	return 0
+}
+
+func (x *GPUModelThroughput) GetMin() float64 {
+	if x != nil {
+		return x.Min
+	}
+	return 0
+}
+
+func (x *GPUModelThroughput) GetMax() float64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *GPUModelThroughput) GetLast() float64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
+type RegisterWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // stable across restarts (kept in the worker's data dir)
+	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Host          string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	AdvertiseAddr string                 `protobuf:"bytes,4,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Gpus          []*GPU                 `protobuf:"bytes,6,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	Throughput    *Throughput            `protobuf:"bytes,7,opt,name=throughput,proto3" json:"throughput,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1704,7 +2128,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1717,7 +2141,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -1762,17 +2186,25 @@ func (x *RegisterWorkerRequest) GetGpus() []*GPU {
 	return nil
 }
 
+func (x *RegisterWorkerRequest) GetThroughput() *Throughput {
+	if x != nil {
+		return x.Throughput
+	}
+	return nil
+}
+
 type RegisterWorkerResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId            string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	HeartbeatIntervalMs uint32                 `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	Epoch               uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +2216,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +2229,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() string {
@@ -1814,17 +2246,26 @@ func (x *RegisterWorkerResponse) GetHeartbeatIntervalMs() uint32 {
 	return 0
 }
 
+func (x *RegisterWorkerResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Gpus          []*GPU                 `protobuf:"bytes,4,rep,name=gpus,proto3" json:"gpus,omitempty"` // optional fresh stats
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2277,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2290,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -1866,16 +2307,32 @@ func (x *HeartbeatRequest) GetSeq() uint64 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetGpus() []*GPU {
+	if x != nil {
+		return x.Gpus
+	}
+	return nil
+}
+
 type HeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reregister    bool                   `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"` // the coordinator no longer knows this worker
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Reregister          bool                   `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"` // the coordinator no longer accepts this epoch
+	Reason              string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	HeartbeatIntervalMs uint32                 `protobuf:"varint,3,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +2344,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +2357,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -1910,16 +2367,31 @@ func (x *HeartbeatResponse) GetReregister() bool {
 	return false
 }
 
+func (x *HeartbeatResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *HeartbeatResponse) GetHeartbeatIntervalMs() uint32 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
+}
+
 type AssignmentsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1931,7 +2403,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1944,7 +2416,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AssignmentsRequest) GetWorkerId() string {
@@ -1952,6 +2424,13 @@ func (x *AssignmentsRequest) GetWorkerId() string {
 		return x.WorkerId
 	}
 	return ""
+}
+
+func (x *AssignmentsRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type Assignment struct {
@@ -1966,7 +2445,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2457,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2470,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -2033,7 +2512,7 @@ type ProgressReport struct {
 
 func (x *ProgressReport) Reset() {
 	*x = ProgressReport{}
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2524,7 @@ func (x *ProgressReport) String() string {
 func (*ProgressReport) ProtoMessage() {}
 
 func (x *ProgressReport) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2537,7 @@ func (x *ProgressReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressReport.ProtoReflect.Descriptor instead.
 func (*ProgressReport) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ProgressReport) GetWorkerId() string {
@@ -2090,7 +2569,7 @@ type ProgressAck struct {
 
 func (x *ProgressAck) Reset() {
 	*x = ProgressAck{}
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2102,7 +2581,7 @@ func (x *ProgressAck) String() string {
 func (*ProgressAck) ProtoMessage() {}
 
 func (x *ProgressAck) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2115,7 +2594,199 @@ func (x *ProgressAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressAck.ProtoReflect.Descriptor instead.
 func (*ProgressAck) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
+}
+
+type LeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRequest) Reset() {
+	*x = LeaveRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRequest) ProtoMessage() {}
+
+func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
+func (*LeaveRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *LeaveRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *LeaveRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *LeaveRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type LeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveResponse) Reset() {
+	*x = LeaveResponse{}
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveResponse) ProtoMessage() {}
+
+func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
+func (*LeaveResponse) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
+}
+
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	States        []WorkerState          `protobuf:"varint,1,rep,packed,name=states,proto3,enum=megha.v1.WorkerState" json:"states,omitempty"` // empty means all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListWorkersRequest) GetStates() []WorkerState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+type ListWorkersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	Throughput    []*GPUModelThroughput  `protobuf:"bytes,2,rep,name=throughput,proto3" json:"throughput,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*Worker {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *ListWorkersResponse) GetThroughput() []*GPUModelThroughput {
+	if x != nil {
+		return x.Throughput
+	}
+	return nil
 }
 
 // Member is one coordinator node.
@@ -2132,7 +2803,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2144,7 +2815,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2157,7 +2828,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Member) GetId() string {
@@ -2203,7 +2874,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2886,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2899,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
 }
 
 type MembersResponse struct {
@@ -2240,7 +2911,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2923,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2936,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2283,7 +2954,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2966,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2979,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
 }
 
 type LeaderResponse struct {
@@ -2320,7 +2991,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +3003,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +3016,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LeaderResponse) GetLeader() *Member {
@@ -2363,7 +3034,7 @@ type RaftStatsRequest struct {
 
 func (x *RaftStatsRequest) Reset() {
 	*x = RaftStatsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +3046,7 @@ func (x *RaftStatsRequest) String() string {
 func (*RaftStatsRequest) ProtoMessage() {}
 
 func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +3059,7 @@ func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
 }
 
 type RaftStatsResponse struct {
@@ -2401,7 +3072,7 @@ type RaftStatsResponse struct {
 
 func (x *RaftStatsResponse) Reset() {
 	*x = RaftStatsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2413,7 +3084,7 @@ func (x *RaftStatsResponse) String() string {
 func (*RaftStatsResponse) ProtoMessage() {}
 
 func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2426,7 +3097,7 @@ func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RaftStatsResponse) GetNodeId() string {
@@ -2454,7 +3125,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +3137,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +3150,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -2512,7 +3183,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +3195,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +3208,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AddVoterResponse) GetMembers() []*Member {
@@ -2556,7 +3227,7 @@ type RemoveVoterRequest struct {
 
 func (x *RemoveVoterRequest) Reset() {
 	*x = RemoveVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2568,7 +3239,7 @@ func (x *RemoveVoterRequest) String() string {
 func (*RemoveVoterRequest) ProtoMessage() {}
 
 func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2581,7 +3252,7 @@ func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveVoterRequest) GetId() string {
@@ -2600,7 +3271,7 @@ type RemoveVoterResponse struct {
 
 func (x *RemoveVoterResponse) Reset() {
 	*x = RemoveVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +3283,7 @@ func (x *RemoveVoterResponse) String() string {
 func (*RemoveVoterResponse) ProtoMessage() {}
 
 func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +3296,7 @@ func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RemoveVoterResponse) GetMembers() []*Member {
@@ -2756,31 +3427,80 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x0fWatchJobRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"+\n" +
 	"\bJobEvent\x12\x1f\n" +
-	"\x03job\x18\x01 \x01(\v2\r.megha.v1.JobR\x03job\"n\n" +
+	"\x03job\x18\x01 \x01(\v2\r.megha.v1.JobR\x03job\"\xd9\x02\n" +
 	"\x03GPU\x12\x12\n" +
 	"\x04uuid\x18\x01 \x01(\tR\x04uuid\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12!\n" +
 	"\fmemory_bytes\x18\x03 \x01(\x04R\vmemoryBytes\x12\x1a\n" +
-	"\bemulated\x18\x04 \x01(\bR\bemulated\"\xc7\x01\n" +
+	"\bemulated\x18\x04 \x01(\bR\bemulated\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12%\n" +
+	"\x0edriver_version\x18\x06 \x01(\tR\rdriverVersion\x12!\n" +
+	"\fcuda_version\x18\a \x01(\tR\vcudaVersion\x12\x18\n" +
+	"\ahealthy\x18\b \x01(\bR\ahealthy\x12#\n" +
+	"\rhealth_reason\x18\t \x01(\tR\fhealthReason\x12'\n" +
+	"\x0futilization_pct\x18\n" +
+	" \x01(\rR\x0eutilizationPct\x12#\n" +
+	"\rtemperature_c\x18\v \x01(\rR\ftemperatureC\"\x96\x04\n" +
+	"\x06Worker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12%\n" +
+	"\x0eadvertise_addr\x18\x04 \x01(\tR\radvertiseAddr\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
+	"\x04gpus\x18\x06 \x03(\v2\r.megha.v1.GPUR\x04gpus\x12+\n" +
+	"\x05state\x18\a \x01(\x0e2\x15.megha.v1.WorkerStateR\x05state\x12\x14\n" +
+	"\x05epoch\x18\b \x01(\x04R\x05epoch\x12?\n" +
+	"\rregistered_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x123\n" +
+	"\alost_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x06lostAt\x12\x1f\n" +
+	"\vlost_reason\x18\v \x01(\tR\n" +
+	"lostReason\x124\n" +
+	"\n" +
+	"throughput\x18\f \x01(\v2\x14.megha.v1.ThroughputR\n" +
+	"throughput\x12A\n" +
+	"\x0elast_heartbeat\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x16\n" +
+	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"l\n" +
+	"\n" +
+	"Throughput\x12,\n" +
+	"\x12samples_per_second\x18\x01 \x01(\x01R\x10samplesPerSecond\x12\x14\n" +
+	"\x05probe\x18\x02 \x01(\tR\x05probe\x12\x1a\n" +
+	"\bemulated\x18\x03 \x01(\bR\bemulated\"\xa6\x01\n" +
+	"\x12GPUModelThroughput\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05probe\x18\x02 \x01(\tR\x05probe\x12\x18\n" +
+	"\asamples\x18\x03 \x01(\x04R\asamples\x12\x12\n" +
+	"\x04mean\x18\x04 \x01(\x01R\x04mean\x12\x10\n" +
+	"\x03min\x18\x05 \x01(\x01R\x03min\x12\x10\n" +
+	"\x03max\x18\x06 \x01(\x01R\x03max\x12\x12\n" +
+	"\x04last\x18\a \x01(\x01R\x04last\"\xfd\x01\n" +
 	"\x15RegisterWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x12\n" +
 	"\x04host\x18\x03 \x01(\tR\x04host\x12%\n" +
 	"\x0eadvertise_addr\x18\x04 \x01(\tR\radvertiseAddr\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\tR\aversion\x12!\n" +
-	"\x04gpus\x18\x06 \x03(\v2\r.megha.v1.GPUR\x04gpus\"i\n" +
+	"\x04gpus\x18\x06 \x03(\v2\r.megha.v1.GPUR\x04gpus\x124\n" +
+	"\n" +
+	"throughput\x18\a \x01(\v2\x14.megha.v1.ThroughputR\n" +
+	"throughput\"\x7f\n" +
 	"\x16RegisterWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x02 \x01(\rR\x13heartbeatIntervalMs\"A\n" +
+	"\x15heartbeat_interval_ms\x18\x02 \x01(\rR\x13heartbeatIntervalMs\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"z\n" +
 	"\x10HeartbeatRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"3\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12!\n" +
+	"\x04gpus\x18\x04 \x03(\v2\r.megha.v1.GPUR\x04gpus\"\x7f\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
-	"reregister\"1\n" +
+	"reregister\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x03 \x01(\rR\x13heartbeatIntervalMs\"G\n" +
 	"\x12AssignmentsRequest\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"f\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"f\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -2791,7 +3511,19 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12.\n" +
 	"\bprogress\x18\x03 \x01(\v2\x12.megha.v1.ProgressR\bprogress\"\r\n" +
-	"\vProgressAck\"\x9a\x01\n" +
+	"\vProgressAck\"Y\n" +
+	"\fLeaveRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x0f\n" +
+	"\rLeaveResponse\"C\n" +
+	"\x12ListWorkersRequest\x12-\n" +
+	"\x06states\x18\x01 \x03(\x0e2\x15.megha.v1.WorkerStateR\x06states\"\x7f\n" +
+	"\x13ListWorkersResponse\x12*\n" +
+	"\aworkers\x18\x01 \x03(\v2\x10.megha.v1.WorkerR\aworkers\x12<\n" +
+	"\n" +
+	"throughput\x18\x02 \x03(\v2\x1c.megha.v1.GPUModelThroughputR\n" +
+	"throughput\"\x9a\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -2843,7 +3575,12 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x14JOB_STATE_RECOVERING\x10\x04\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x05\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x06\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\a*e\n" +
+	"\x13JOB_STATE_CANCELLED\x10\a*q\n" +
+	"\vWorkerState\x12\x1c\n" +
+	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12WORKER_STATE_READY\x10\x01\x12\x15\n" +
+	"\x11WORKER_STATE_LOST\x10\x02\x12\x15\n" +
+	"\x11WORKER_STATE_LEFT\x10\x03*e\n" +
 	"\bSuffrage\x12\x18\n" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
@@ -2855,12 +3592,14 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x03Get\x12\x17.megha.v1.GetJobRequest\x1a\r.megha.v1.Job\x12=\n" +
 	"\x04List\x12\x19.megha.v1.ListJobsRequest\x1a\x1a.megha.v1.ListJobsResponse\x123\n" +
 	"\x06Cancel\x12\x1a.megha.v1.CancelJobRequest\x1a\r.megha.v1.Job\x128\n" +
-	"\x05Watch\x12\x19.megha.v1.WatchJobRequest\x1a\x12.megha.v1.JobEvent0\x012\xb0\x02\n" +
+	"\x05Watch\x12\x19.megha.v1.WatchJobRequest\x1a\x12.megha.v1.JobEvent0\x012\xb6\x03\n" +
 	"\rWorkerService\x12M\n" +
 	"\bRegister\x12\x1f.megha.v1.RegisterWorkerRequest\x1a .megha.v1.RegisterWorkerResponse\x12H\n" +
 	"\tHeartbeat\x12\x1a.megha.v1.HeartbeatRequest\x1a\x1b.megha.v1.HeartbeatResponse(\x010\x01\x12C\n" +
 	"\vAssignments\x12\x1c.megha.v1.AssignmentsRequest\x1a\x14.megha.v1.Assignment0\x01\x12A\n" +
-	"\x0eReportProgress\x12\x18.megha.v1.ProgressReport\x1a\x15.megha.v1.ProgressAck2\xe2\x02\n" +
+	"\x0eReportProgress\x12\x18.megha.v1.ProgressReport\x1a\x15.megha.v1.ProgressAck\x128\n" +
+	"\x05Leave\x12\x16.megha.v1.LeaveRequest\x1a\x17.megha.v1.LeaveResponse\x12J\n" +
+	"\vListWorkers\x12\x1c.megha.v1.ListWorkersRequest\x1a\x1d.megha.v1.ListWorkersResponse2\xe2\x02\n" +
 	"\x0eClusterService\x12>\n" +
 	"\aMembers\x12\x18.megha.v1.MembersRequest\x1a\x19.megha.v1.MembersResponse\x12;\n" +
 	"\x06Leader\x12\x17.megha.v1.LeaderRequest\x1a\x18.megha.v1.LeaderResponse\x12D\n" +
@@ -2880,125 +3619,148 @@ func file_megha_v1_megha_proto_rawDescGZIP() []byte {
 	return file_megha_v1_megha_proto_rawDescData
 }
 
-var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_megha_v1_megha_proto_goTypes = []any{
 	(JobKind)(0),                   // 0: megha.v1.JobKind
 	(SyncAlgorithm)(0),             // 1: megha.v1.SyncAlgorithm
 	(Compression)(0),               // 2: megha.v1.Compression
 	(JobState)(0),                  // 3: megha.v1.JobState
-	(Suffrage)(0),                  // 4: megha.v1.Suffrage
-	(*JobSpec)(nil),                // 5: megha.v1.JobSpec
-	(*ModelSpec)(nil),              // 6: megha.v1.ModelSpec
-	(*DataSpec)(nil),               // 7: megha.v1.DataSpec
-	(*Resources)(nil),              // 8: megha.v1.Resources
-	(*SyncSpec)(nil),               // 9: megha.v1.SyncSpec
-	(*StopCondition)(nil),          // 10: megha.v1.StopCondition
-	(*CheckpointSpec)(nil),         // 11: megha.v1.CheckpointSpec
-	(*Budget)(nil),                 // 12: megha.v1.Budget
-	(*Progress)(nil),               // 13: megha.v1.Progress
-	(*JobStatus)(nil),              // 14: megha.v1.JobStatus
-	(*Job)(nil),                    // 15: megha.v1.Job
-	(*SubmitJobRequest)(nil),       // 16: megha.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),      // 17: megha.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),          // 18: megha.v1.GetJobRequest
-	(*ListJobsRequest)(nil),        // 19: megha.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 20: megha.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),       // 21: megha.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),        // 22: megha.v1.WatchJobRequest
-	(*JobEvent)(nil),               // 23: megha.v1.JobEvent
-	(*GPU)(nil),                    // 24: megha.v1.GPU
-	(*RegisterWorkerRequest)(nil),  // 25: megha.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil), // 26: megha.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),       // 27: megha.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 28: megha.v1.HeartbeatResponse
-	(*AssignmentsRequest)(nil),     // 29: megha.v1.AssignmentsRequest
-	(*Assignment)(nil),             // 30: megha.v1.Assignment
-	(*ProgressReport)(nil),         // 31: megha.v1.ProgressReport
-	(*ProgressAck)(nil),            // 32: megha.v1.ProgressAck
-	(*Member)(nil),                 // 33: megha.v1.Member
-	(*MembersRequest)(nil),         // 34: megha.v1.MembersRequest
-	(*MembersResponse)(nil),        // 35: megha.v1.MembersResponse
-	(*LeaderRequest)(nil),          // 36: megha.v1.LeaderRequest
-	(*LeaderResponse)(nil),         // 37: megha.v1.LeaderResponse
-	(*RaftStatsRequest)(nil),       // 38: megha.v1.RaftStatsRequest
-	(*RaftStatsResponse)(nil),      // 39: megha.v1.RaftStatsResponse
-	(*AddVoterRequest)(nil),        // 40: megha.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),       // 41: megha.v1.AddVoterResponse
-	(*RemoveVoterRequest)(nil),     // 42: megha.v1.RemoveVoterRequest
-	(*RemoveVoterResponse)(nil),    // 43: megha.v1.RemoveVoterResponse
-	nil,                            // 44: megha.v1.JobSpec.LabelsEntry
-	nil,                            // 45: megha.v1.ModelSpec.EnvEntry
-	nil,                            // 46: megha.v1.RaftStatsResponse.StatsEntry
-	(*timestamppb.Timestamp)(nil),  // 47: google.protobuf.Timestamp
+	(WorkerState)(0),               // 4: megha.v1.WorkerState
+	(Suffrage)(0),                  // 5: megha.v1.Suffrage
+	(*JobSpec)(nil),                // 6: megha.v1.JobSpec
+	(*ModelSpec)(nil),              // 7: megha.v1.ModelSpec
+	(*DataSpec)(nil),               // 8: megha.v1.DataSpec
+	(*Resources)(nil),              // 9: megha.v1.Resources
+	(*SyncSpec)(nil),               // 10: megha.v1.SyncSpec
+	(*StopCondition)(nil),          // 11: megha.v1.StopCondition
+	(*CheckpointSpec)(nil),         // 12: megha.v1.CheckpointSpec
+	(*Budget)(nil),                 // 13: megha.v1.Budget
+	(*Progress)(nil),               // 14: megha.v1.Progress
+	(*JobStatus)(nil),              // 15: megha.v1.JobStatus
+	(*Job)(nil),                    // 16: megha.v1.Job
+	(*SubmitJobRequest)(nil),       // 17: megha.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),      // 18: megha.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),          // 19: megha.v1.GetJobRequest
+	(*ListJobsRequest)(nil),        // 20: megha.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 21: megha.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),       // 22: megha.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),        // 23: megha.v1.WatchJobRequest
+	(*JobEvent)(nil),               // 24: megha.v1.JobEvent
+	(*GPU)(nil),                    // 25: megha.v1.GPU
+	(*Worker)(nil),                 // 26: megha.v1.Worker
+	(*Throughput)(nil),             // 27: megha.v1.Throughput
+	(*GPUModelThroughput)(nil),     // 28: megha.v1.GPUModelThroughput
+	(*RegisterWorkerRequest)(nil),  // 29: megha.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil), // 30: megha.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),       // 31: megha.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 32: megha.v1.HeartbeatResponse
+	(*AssignmentsRequest)(nil),     // 33: megha.v1.AssignmentsRequest
+	(*Assignment)(nil),             // 34: megha.v1.Assignment
+	(*ProgressReport)(nil),         // 35: megha.v1.ProgressReport
+	(*ProgressAck)(nil),            // 36: megha.v1.ProgressAck
+	(*LeaveRequest)(nil),           // 37: megha.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 38: megha.v1.LeaveResponse
+	(*ListWorkersRequest)(nil),     // 39: megha.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 40: megha.v1.ListWorkersResponse
+	(*Member)(nil),                 // 41: megha.v1.Member
+	(*MembersRequest)(nil),         // 42: megha.v1.MembersRequest
+	(*MembersResponse)(nil),        // 43: megha.v1.MembersResponse
+	(*LeaderRequest)(nil),          // 44: megha.v1.LeaderRequest
+	(*LeaderResponse)(nil),         // 45: megha.v1.LeaderResponse
+	(*RaftStatsRequest)(nil),       // 46: megha.v1.RaftStatsRequest
+	(*RaftStatsResponse)(nil),      // 47: megha.v1.RaftStatsResponse
+	(*AddVoterRequest)(nil),        // 48: megha.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),       // 49: megha.v1.AddVoterResponse
+	(*RemoveVoterRequest)(nil),     // 50: megha.v1.RemoveVoterRequest
+	(*RemoveVoterResponse)(nil),    // 51: megha.v1.RemoveVoterResponse
+	nil,                            // 52: megha.v1.JobSpec.LabelsEntry
+	nil,                            // 53: megha.v1.ModelSpec.EnvEntry
+	nil,                            // 54: megha.v1.RaftStatsResponse.StatsEntry
+	(*timestamppb.Timestamp)(nil),  // 55: google.protobuf.Timestamp
 }
 var file_megha_v1_megha_proto_depIdxs = []int32{
 	0,  // 0: megha.v1.JobSpec.kind:type_name -> megha.v1.JobKind
-	6,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
-	7,  // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
-	8,  // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
-	9,  // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
-	10, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
-	11, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
-	12, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
-	44, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
-	45, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
+	7,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
+	8,  // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
+	9,  // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
+	10, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
+	11, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
+	12, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
+	13, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
+	52, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
+	53, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
 	1,  // 10: megha.v1.SyncSpec.algorithm:type_name -> megha.v1.SyncAlgorithm
 	2,  // 11: megha.v1.SyncSpec.compression:type_name -> megha.v1.Compression
 	3,  // 12: megha.v1.JobStatus.state:type_name -> megha.v1.JobState
-	47, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
-	47, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
-	47, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	47, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
-	13, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
-	5,  // 18: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
-	14, // 19: megha.v1.Job.status:type_name -> megha.v1.JobStatus
-	5,  // 20: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
-	15, // 21: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
+	55, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
+	55, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
+	55, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	55, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
+	6,  // 18: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
+	15, // 19: megha.v1.Job.status:type_name -> megha.v1.JobStatus
+	6,  // 20: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
+	16, // 21: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
 	3,  // 22: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
-	15, // 23: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
-	15, // 24: megha.v1.JobEvent.job:type_name -> megha.v1.Job
-	24, // 25: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
-	13, // 26: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
-	4,  // 27: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
-	33, // 28: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
-	33, // 29: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
-	46, // 30: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
-	33, // 31: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
-	33, // 32: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
-	16, // 33: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
-	18, // 34: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
-	19, // 35: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
-	21, // 36: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
-	22, // 37: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
-	25, // 38: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
-	27, // 39: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
-	29, // 40: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
-	31, // 41: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
-	34, // 42: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
-	36, // 43: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
-	38, // 44: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
-	40, // 45: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
-	42, // 46: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
-	17, // 47: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
-	15, // 48: megha.v1.JobService.Get:output_type -> megha.v1.Job
-	20, // 49: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
-	15, // 50: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
-	23, // 51: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
-	26, // 52: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
-	28, // 53: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
-	30, // 54: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
-	32, // 55: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
-	35, // 56: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
-	37, // 57: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
-	39, // 58: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
-	41, // 59: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
-	43, // 60: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
-	47, // [47:61] is the sub-list for method output_type
-	33, // [33:47] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	16, // 23: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
+	16, // 24: megha.v1.JobEvent.job:type_name -> megha.v1.Job
+	25, // 25: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
+	4,  // 26: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
+	55, // 27: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
+	55, // 28: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
+	27, // 29: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
+	55, // 30: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
+	25, // 31: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
+	27, // 32: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
+	25, // 33: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
+	14, // 34: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
+	4,  // 35: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
+	26, // 36: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
+	28, // 37: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
+	5,  // 38: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
+	41, // 39: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
+	41, // 40: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
+	54, // 41: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
+	41, // 42: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
+	41, // 43: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
+	17, // 44: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
+	19, // 45: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
+	20, // 46: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
+	22, // 47: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
+	23, // 48: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
+	29, // 49: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
+	31, // 50: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
+	33, // 51: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
+	35, // 52: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
+	37, // 53: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
+	39, // 54: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
+	42, // 55: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
+	44, // 56: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
+	46, // 57: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
+	48, // 58: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
+	50, // 59: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
+	18, // 60: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
+	16, // 61: megha.v1.JobService.Get:output_type -> megha.v1.Job
+	21, // 62: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
+	16, // 63: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
+	24, // 64: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
+	30, // 65: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
+	32, // 66: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
+	34, // 67: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
+	36, // 68: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
+	38, // 69: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
+	40, // 70: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
+	43, // 71: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
+	45, // 72: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
+	47, // 73: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
+	49, // 74: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
+	51, // 75: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
+	60, // [60:76] is the sub-list for method output_type
+	44, // [44:60] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_megha_proto_init() }
@@ -3011,8 +3773,8 @@ func file_megha_v1_megha_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_megha_proto_rawDesc), len(file_megha_v1_megha_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   42,
+			NumEnums:      6,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

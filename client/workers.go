@@ -1,0 +1,94 @@
+package client
+
+import (
+	"context"
+	"time"
+
+	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// RegisterWorker registers a worker agent with the leader.
+func (c *Client) RegisterWorker(ctx context.Context, req *meghav1.RegisterWorkerRequest) (*meghav1.RegisterWorkerResponse, error) {
+	var resp *meghav1.RegisterWorkerResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = meghav1.NewWorkerServiceClient(cc).Register(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// LeaveWorker tells the coordinator a worker is shutting down on purpose.
+func (c *Client) LeaveWorker(ctx context.Context, req *meghav1.LeaveRequest) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := meghav1.NewWorkerServiceClient(cc).Leave(ctx, req)
+		return err
+	})
+}
+
+// ListWorkers lists workers and the measured throughput per GPU model.
+func (c *Client) ListWorkers(ctx context.Context, req *meghav1.ListWorkersRequest) (*meghav1.ListWorkersResponse, error) {
+	var resp *meghav1.ListWorkersResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = meghav1.NewWorkerServiceClient(cc).ListWorkers(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// HeartbeatStream is an open heartbeat stream to the leader.
+type HeartbeatStream = grpc.BidiStreamingClient[meghav1.HeartbeatRequest, meghav1.HeartbeatResponse]
+
+// OpenHeartbeat opens a heartbeat stream on the leader, following leader
+// hints. The first heartbeat is sent and answered before it returns, so a
+// follower's refusal is seen here; a node that does not answer it within
+// AttemptTimeout is left for the next. The stream lives until ctx ends or
+// the returned cancel is called.
+func (c *Client) OpenHeartbeat(ctx context.Context, first *meghav1.HeartbeatRequest) (HeartbeatStream, *meghav1.HeartbeatResponse, context.CancelFunc, error) {
+	var (
+		stream HeartbeatStream
+		resp   *meghav1.HeartbeatResponse
+		cancel context.CancelFunc
+	)
+	err := c.stream(ctx, func(_ context.Context, cc *grpc.ClientConn) error {
+		sctx, scancel := context.WithCancel(ctx)
+		t := time.AfterFunc(c.cfg.AttemptTimeout, scancel)
+		s, r, err := firstBeat(sctx, cc, first)
+		if !t.Stop() || err != nil {
+			scancel()
+			if err == nil || (sctx.Err() != nil && ctx.Err() == nil) {
+				return status.Error(codes.Unavailable, "heartbeat: no answer from "+cc.Target())
+			}
+			return err
+		}
+		stream, resp, cancel = s, r, scancel
+		return nil
+	})
+	return stream, resp, cancel, err
+}
+
+func firstBeat(ctx context.Context, cc *grpc.ClientConn, first *meghav1.HeartbeatRequest) (HeartbeatStream, *meghav1.HeartbeatResponse, error) {
+	s, err := meghav1.NewWorkerServiceClient(cc).Heartbeat(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.Send(first); err != nil {
+		return nil, nil, recvErr(s, err)
+	}
+	r, err := s.Recv()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, r, nil
+}
+
+// recvErr returns the stream's status (which carries NOT_LEADER hints)
+// rather than the io.EOF a failed Send reports.
+func recvErr(s HeartbeatStream, sendErr error) error {
+	if _, err := s.Recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
