@@ -124,6 +124,10 @@ func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 		res, err = s.applyWorkerLost(cmd.WorkerLost)
 	case *meghav1.Command_WorkerLeft:
 		res, err = s.applyWorkerLeft(cmd.WorkerLeft)
+	case *meghav1.Command_AssignTasks:
+		res, err = s.applyAssignTasks(index, cmd.AssignTasks)
+	case *meghav1.Command_UpdateTask:
+		res, err = s.applyUpdateTask(index, cmd.UpdateTask)
 	case *meghav1.Command_Noop:
 	default:
 		// A command from a newer version, or an empty envelope. Every
@@ -204,6 +208,9 @@ func (s *State) snapshot() *meghav1.Snapshot {
 	for _, t := range s.throughput {
 		snap.Throughput = append(snap.Throughput, proto.Clone(t).(*meghav1.GPUModelThroughput))
 	}
+	for _, t := range s.tasks {
+		snap.Tasks = append(snap.Tasks, proto.Clone(t).(*meghav1.Task))
+	}
 	for k, id := range s.requests {
 		snap.RequestKeys = append(snap.RequestKeys,
 			&meghav1.RequestKey{Tenant: k.tenant, RequestId: k.requestID, JobId: id})
@@ -234,6 +241,9 @@ func restoreState(snap *meghav1.Snapshot) (*State, error) {
 	}
 	for _, t := range snap.Throughput {
 		s.throughput[t.Model+"\x00"+t.Probe] = t
+	}
+	for _, t := range snap.Tasks {
+		s.putTaskLocked(t)
 	}
 	for _, k := range snap.RequestKeys {
 		s.requests[requestKey{k.Tenant, k.RequestId}] = k.JobId

@@ -51,6 +51,7 @@ func (s *State) applyCancelJob(index uint64, c *meghav1.CancelJobCommand) (*Appl
 	j := proto.Clone(prev).(*meghav1.Job)
 	j.Status.State = meghav1.JobState_JOB_STATE_CANCELLED
 	j.Status.CancelReason = c.Reason
+	s.endTasksLocked(j.Id, meghav1.TaskState_TASK_STATE_CANCELLED, c.At)
 	j.Status.UpdatedAt = c.At
 	j.Status.FinishedAt = c.At
 	j.ModifyIndex = index
@@ -83,6 +84,7 @@ func (s *State) applyUpdateJobStatus(index uint64, c *meghav1.UpdateJobStatusCom
 	}
 	if jobstate.Terminal(to) {
 		j.Status.FinishedAt = c.At
+		s.endTasksLocked(j.Id, meghav1.TaskState_TASK_STATE_CANCELLED, c.At)
 	}
 	if c.Progress != nil {
 		j.Status.Progress = proto.Clone(c.Progress).(*meghav1.Progress)

@@ -64,6 +64,7 @@ func (n *Node) establishLeadership(ctx context.Context) {
 	n.ready.Store(true)
 	n.logger.Info("leading", "barrier_ms", time.Since(start).Milliseconds())
 	go n.detectFailures(ctx)
+	go n.schedule(ctx)
 	n.ensureMember(ctx)
 }
 

@@ -23,6 +23,9 @@ type State struct {
 	requests map[requestKey]string
 	members  map[string]*meghav1.Member
 	workers  map[string]*meghav1.Worker
+	tasks    map[string]*meghav1.Task
+	byJob    map[string]map[string]struct{} // job → task IDs
+	byWorker map[string]map[string]struct{} // worker → task IDs
 	// throughput is keyed by GPU model and probe.
 	throughput map[string]*meghav1.GPUModelThroughput
 

@@ -71,6 +71,9 @@ func (s *State) applyRegisterWorker(c *meghav1.RegisterWorkerCommand) (*ApplyRes
 	var epoch uint64 = 1
 	if prev, ok := s.workers[w.Id]; ok {
 		epoch = prev.Epoch + 1
+		// Whatever the old epoch ran is lost: a worker that comes back
+		// does not get its old work back silently.
+		s.loseWorkerTasksLocked(s.index, w.Id, w.RegisteredAt)
 	}
 	w.Epoch = epoch
 	w.State = meghav1.WorkerState_WORKER_STATE_READY
@@ -113,6 +116,7 @@ func (s *State) applyWorkerLost(c *meghav1.WorkerLostCommand) (*ApplyResult, err
 	w.State = meghav1.WorkerState_WORKER_STATE_LOST
 	w.LostAt, w.LostReason = c.At, c.Reason
 	s.workers[w.Id] = w
+	s.loseWorkerTasksLocked(s.index, w.Id, c.At)
 	return &ApplyResult{Worker: w}, nil
 }
 
@@ -125,6 +129,7 @@ func (s *State) applyWorkerLeft(c *meghav1.WorkerLeftCommand) (*ApplyResult, err
 	w.State = meghav1.WorkerState_WORKER_STATE_LEFT
 	w.LostAt, w.LostReason = c.At, c.Reason
 	s.workers[w.Id] = w
+	s.loseWorkerTasksLocked(s.index, w.Id, c.At)
 	return &ApplyResult{Worker: w}, nil
 }
 
@@ -139,4 +144,11 @@ func (s *State) liveWorkerLocked(id string, epoch uint64) (*meghav1.Worker, erro
 			ErrStaleEpoch, id, w.Epoch, w.State, epoch)
 	}
 	return w, nil
+}
+
+// liveWorker returns an error unless the worker is ready in this epoch.
+func (s *State) liveWorker(id string, epoch uint64) (*meghav1.Worker, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.liveWorkerLocked(id, epoch)
 }

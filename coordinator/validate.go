@@ -99,6 +99,24 @@ func validateRequest(req any) error {
 		if r.WorkerId == "" || r.Epoch == 0 {
 			add("worker_id", "and epoch are required: send what Register returned")
 		}
+	case *meghav1.AssignmentsRequest:
+		if r.WorkerId == "" || r.Epoch == 0 {
+			add("worker_id", "and epoch are required: send what Register returned")
+		}
+	case *meghav1.ProgressReport:
+		if r.WorkerId == "" || r.Epoch == 0 || r.TaskId == "" {
+			add("task_id", "worker_id and epoch are required")
+		}
+		if len(r.Error) > 4096 {
+			add("error", "must be at most 4096 characters")
+		}
+	case *meghav1.ListTasksRequest:
+		checkID("job_id", r.JobId)
+	case *meghav1.TaskLogsRequest:
+		checkID("job_id", r.JobId)
+		if r.Stream != "" && r.Stream != "stdout" && r.Stream != "stderr" {
+			add("stream", "use stdout or stderr")
+		}
 	case *meghav1.LeaveRequest:
 		if r.WorkerId == "" || r.Epoch == 0 {
 			add("worker_id", "and epoch are required: send what Register returned")
@@ -146,6 +164,9 @@ func validateRegister(r *meghav1.RegisterWorkerRequest, add func(field, format s
 		if _, port, err := net.SplitHostPort(r.AdvertiseAddr); err != nil || port == "" || port == "0" {
 			add("advertise_addr", "must be host:port that peers can dial, got %q", r.AdvertiseAddr)
 		}
+	}
+	if len(r.AgentKey) > maxShortField {
+		add("agent_key", "must be at most %d characters", maxShortField)
 	}
 	if len(r.Gpus) > maxGPUs {
 		add("gpus", "at most %d GPUs per worker, got %d", maxGPUs, len(r.Gpus))

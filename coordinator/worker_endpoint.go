@@ -11,8 +11,6 @@ import (
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -40,7 +38,7 @@ func (e *workerEndpoint) Register(ctx context.Context, req *meghav1.RegisterWork
 	}
 	w := &meghav1.Worker{
 		Id: wid, LeaseId: req.LeaseId, Host: req.Host, AdvertiseAddr: req.AdvertiseAddr,
-		Version: req.Version, Gpus: req.Gpus, Throughput: req.Throughput, Tenant: id.Tenant,
+		Version: req.Version, Gpus: req.Gpus, Throughput: req.Throughput, Tenant: id.Tenant, AgentKey: req.AgentKey,
 		RegisteredAt: timestamppb.Now(),
 	}
 	res, err := n.Apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_RegisterWorker{
@@ -129,6 +127,7 @@ func (e *workerEndpoint) ListWorkers(ctx context.Context, req *meghav1.ListWorke
 	}
 	ws := n.fsm.State().Workers(req.States...)
 	for _, w := range ws {
+		w.AgentKey = "" // a secret between coordinator and worker
 		if t, ok := n.detector.LastHeartbeat(w.Id); ok && w.State == meghav1.WorkerState_WORKER_STATE_READY {
 			w.LastHeartbeat = timestamppb.New(t)
 		}
@@ -136,7 +135,58 @@ func (e *workerEndpoint) ListWorkers(ctx context.Context, req *meghav1.ListWorke
 	return &meghav1.ListWorkersResponse{Workers: ws, Throughput: n.fsm.State().Throughput()}, nil
 }
 
-// Assignments will stream tasks once the scheduler places them.
-func (e *workerEndpoint) Assignments(*meghav1.AssignmentsRequest, grpc.ServerStreamingServer[meghav1.Assignment]) error {
-	return status.Error(codes.Unimplemented, "task assignment arrives with the scheduler")
+// Assignments streams a worker's tasks: each assigned task once, and a
+// stop for each it was sent that has since been cancelled or lost. The
+// stream ends when the worker's epoch is no longer current, or when this
+// node stops leading (the worker reconnects to the new leader, which sends
+// the live tasks again; the worker ignores tasks it already runs).
+func (e *workerEndpoint) Assignments(req *meghav1.AssignmentsRequest, stream grpc.ServerStreamingServer[meghav1.Assignment]) error {
+	n := e.s.node
+	if err := n.checkLeader(false); err != nil {
+		return toStatus(err)
+	}
+	sent := map[string]bool{}
+	for {
+		st := n.fsm.State()
+		if _, err := st.liveWorker(req.WorkerId, req.Epoch); err != nil {
+			return toStatus(err)
+		}
+		tasks, changed := st.WorkerTasks(req.WorkerId)
+		for _, t := range tasks {
+			switch {
+			case t.WorkerEpoch != req.Epoch:
+			case t.State == meghav1.TaskState_TASK_STATE_ASSIGNED && !sent[t.Id]:
+				job, _ := st.Job(t.JobId)
+				if err := stream.Send(&meghav1.Assignment{TaskId: t.Id, JobId: t.JobId, Rank: t.Rank, World: t.World,
+					Command: job.GetSpec().GetModel().GetCommand(), Env: job.GetSpec().GetModel().GetEnv()}); err != nil {
+					return err
+				}
+				sent[t.Id] = true
+			case sent[t.Id] && (t.State == meghav1.TaskState_TASK_STATE_CANCELLED || t.State == meghav1.TaskState_TASK_STATE_LOST):
+				if err := stream.Send(&meghav1.Assignment{TaskId: t.Id, JobId: t.JobId, Stop: true}); err != nil {
+					return err
+				}
+				delete(sent, t.Id)
+			}
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		}
+		if !n.IsLeader() {
+			return toStatus(n.leaderErr(ErrNotLeader))
+		}
+	}
+}
+
+// ReportProgress records a worker's news about a task.
+func (e *workerEndpoint) ReportProgress(ctx context.Context, r *meghav1.ProgressReport) (*meghav1.ProgressAck, error) {
+	_, err := e.s.node.Apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_UpdateTask{UpdateTask: &meghav1.UpdateTaskCommand{
+		TaskId: r.TaskId, WorkerId: r.WorkerId, WorkerEpoch: r.Epoch, State: r.State, ExitCode: r.ExitCode,
+		Error: r.Error, Progress: r.Progress, At: timestamppb.Now()}}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &meghav1.ProgressAck{}, nil
 }

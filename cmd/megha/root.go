@@ -55,6 +55,8 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newStatusCmd(g),
 		newCancelCmd(g),
 		newClusterCmd(g),
+		newWorkerCmd(g),
+		newWorkersCmd(g),
 	)
 	return root
 }

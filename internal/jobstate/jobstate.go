@@ -5,7 +5,8 @@
 //	Pending → Leasing → Running ⇄ Recovering → Succeeded | Failed | Cancelled
 //
 // (any live state may also fail or be cancelled; Recovering may go back to
-// Leasing when it needs a replacement lease).
+// Leasing when it needs a replacement lease; Pending goes straight to
+// Running when workers that need no lease are already there).
 package jobstate
 
 import (
@@ -26,7 +27,7 @@ var names = map[meghav1.JobState]string{
 }
 
 var next = map[meghav1.JobState][]meghav1.JobState{
-	meghav1.JobState_JOB_STATE_PENDING:    {meghav1.JobState_JOB_STATE_LEASING, meghav1.JobState_JOB_STATE_FAILED, meghav1.JobState_JOB_STATE_CANCELLED},
+	meghav1.JobState_JOB_STATE_PENDING:    {meghav1.JobState_JOB_STATE_LEASING, meghav1.JobState_JOB_STATE_RUNNING, meghav1.JobState_JOB_STATE_FAILED, meghav1.JobState_JOB_STATE_CANCELLED},
 	meghav1.JobState_JOB_STATE_LEASING:    {meghav1.JobState_JOB_STATE_RUNNING, meghav1.JobState_JOB_STATE_FAILED, meghav1.JobState_JOB_STATE_CANCELLED},
 	meghav1.JobState_JOB_STATE_RUNNING:    {meghav1.JobState_JOB_STATE_RECOVERING, meghav1.JobState_JOB_STATE_SUCCEEDED, meghav1.JobState_JOB_STATE_FAILED, meghav1.JobState_JOB_STATE_CANCELLED},
 	meghav1.JobState_JOB_STATE_RECOVERING: {meghav1.JobState_JOB_STATE_RUNNING, meghav1.JobState_JOB_STATE_LEASING, meghav1.JobState_JOB_STATE_FAILED, meghav1.JobState_JOB_STATE_CANCELLED},

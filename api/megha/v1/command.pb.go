@@ -46,6 +46,8 @@ type Command struct {
 	//	*Command_RegisterWorker
 	//	*Command_WorkerLost
 	//	*Command_WorkerLeft
+	//	*Command_AssignTasks
+	//	*Command_UpdateTask
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -178,6 +180,24 @@ func (x *Command) GetWorkerLeft() *WorkerLeftCommand {
 	return nil
 }
 
+func (x *Command) GetAssignTasks() *AssignTasksCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_AssignTasks); ok {
+			return x.AssignTasks
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateTask() *UpdateTaskCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_UpdateTask); ok {
+			return x.UpdateTask
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -222,6 +242,14 @@ type Command_WorkerLeft struct {
 	WorkerLeft *WorkerLeftCommand `protobuf:"bytes,10,opt,name=worker_left,json=workerLeft,proto3,oneof"`
 }
 
+type Command_AssignTasks struct {
+	AssignTasks *AssignTasksCommand `protobuf:"bytes,11,opt,name=assign_tasks,json=assignTasks,proto3,oneof"`
+}
+
+type Command_UpdateTask struct {
+	UpdateTask *UpdateTaskCommand `protobuf:"bytes,12,opt,name=update_task,json=updateTask,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Cmd() {}
 
 func (*Command_CancelJob) isCommand_Cmd() {}
@@ -242,6 +270,174 @@ func (*Command_WorkerLost) isCommand_Cmd() {}
 
 func (*Command_WorkerLeft) isCommand_Cmd() {}
 
+func (*Command_AssignTasks) isCommand_Cmd() {}
+
+func (*Command_UpdateTask) isCommand_Cmd() {}
+
+// AssignTasksCommand places a job's ranks on workers (the scheduler's
+// plan). The job moves to Running.
+type AssignTasksCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Tasks         []*Task                `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignTasksCommand) Reset() {
+	*x = AssignTasksCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignTasksCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignTasksCommand) ProtoMessage() {}
+
+func (x *AssignTasksCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignTasksCommand.ProtoReflect.Descriptor instead.
+func (*AssignTasksCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AssignTasksCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *AssignTasksCommand) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *AssignTasksCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// UpdateTaskCommand records a worker's report about a task; the job
+// finishes when every rank has succeeded, or fails with the first failure.
+type UpdateTaskCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerEpoch   uint64                 `protobuf:"varint,3,opt,name=worker_epoch,json=workerEpoch,proto3" json:"worker_epoch,omitempty"`
+	State         TaskState              `protobuf:"varint,4,opt,name=state,proto3,enum=megha.v1.TaskState" json:"state,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Progress      *Progress              `protobuf:"bytes,7,opt,name=progress,proto3" json:"progress,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTaskCommand) Reset() {
+	*x = UpdateTaskCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTaskCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTaskCommand) ProtoMessage() {}
+
+func (x *UpdateTaskCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTaskCommand.ProtoReflect.Descriptor instead.
+func (*UpdateTaskCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *UpdateTaskCommand) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *UpdateTaskCommand) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *UpdateTaskCommand) GetWorkerEpoch() uint64 {
+	if x != nil {
+		return x.WorkerEpoch
+	}
+	return 0
+}
+
+func (x *UpdateTaskCommand) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *UpdateTaskCommand) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *UpdateTaskCommand) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *UpdateTaskCommand) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *UpdateTaskCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // RegisterWorkerCommand records a worker joining (or re-joining: a new
 // epoch). The endpoint fills registered_at and the throughput history is
 // updated from worker.throughput.
@@ -254,7 +450,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[1]
+	mi := &file_megha_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +462,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[1]
+	mi := &file_megha_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +475,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterWorkerCommand) GetWorker() *Worker {
@@ -302,7 +498,7 @@ type WorkerLostCommand struct {
 
 func (x *WorkerLostCommand) Reset() {
 	*x = WorkerLostCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[2]
+	mi := &file_megha_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +510,7 @@ func (x *WorkerLostCommand) String() string {
 func (*WorkerLostCommand) ProtoMessage() {}
 
 func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[2]
+	mi := &file_megha_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +523,7 @@ func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WorkerLostCommand) GetId() string {
@@ -371,7 +567,7 @@ type WorkerLeftCommand struct {
 
 func (x *WorkerLeftCommand) Reset() {
 	*x = WorkerLeftCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +579,7 @@ func (x *WorkerLeftCommand) String() string {
 func (*WorkerLeftCommand) ProtoMessage() {}
 
 func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +592,7 @@ func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLeftCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLeftCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WorkerLeftCommand) GetId() string {
@@ -438,7 +634,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +646,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +659,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitJobsCommand) GetJobs() []*SubmitJobCommand {
@@ -485,7 +681,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +693,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +706,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitJobCommand) GetJob() *Job {
@@ -540,7 +736,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +748,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +761,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelJobCommand) GetId() string {
@@ -612,7 +808,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -624,7 +820,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -637,7 +833,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateJobStatusCommand) GetId() string {
@@ -693,7 +889,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +901,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +914,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -738,7 +934,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +946,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +959,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -783,7 +979,7 @@ type NoopCommand struct {
 
 func (x *NoopCommand) Reset() {
 	*x = NoopCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +991,7 @@ func (x *NoopCommand) String() string {
 func (*NoopCommand) ProtoMessage() {}
 
 func (x *NoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1004,7 @@ func (x *NoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoopCommand.ProtoReflect.Descriptor instead.
 func (*NoopCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NoopCommand) GetPayload() []byte {
@@ -827,13 +1023,14 @@ type Snapshot struct {
 	RequestKeys   []*RequestKey          `protobuf:"bytes,4,rep,name=request_keys,json=requestKeys,proto3" json:"request_keys,omitempty"`
 	Workers       []*Worker              `protobuf:"bytes,5,rep,name=workers,proto3" json:"workers,omitempty"`
 	Throughput    []*GPUModelThroughput  `protobuf:"bytes,6,rep,name=throughput,proto3" json:"throughput,omitempty"`
+	Tasks         []*Task                `protobuf:"bytes,7,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1042,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1055,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -903,6 +1100,13 @@ func (x *Snapshot) GetThroughput() []*GPUModelThroughput {
 	return nil
 }
 
+func (x *Snapshot) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
 // RequestKey maps a tenant's submit request ID to the job it created.
 type RequestKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -915,7 +1119,7 @@ type RequestKey struct {
 
 func (x *RequestKey) Reset() {
 	*x = RequestKey{}
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +1131,7 @@ func (x *RequestKey) String() string {
 func (*RequestKey) ProtoMessage() {}
 
 func (x *RequestKey) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1144,7 @@ func (x *RequestKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestKey.ProtoReflect.Descriptor instead.
 func (*RequestKey) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequestKey) GetTenant() string {
@@ -968,7 +1172,7 @@ var File_megha_v1_command_proto protoreflect.FileDescriptor
 
 const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\x9f\x05\n" +
+	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xa2\x06\n" +
 	"\aCommand\x12;\n" +
 	"\n" +
 	"submit_job\x18\x01 \x01(\v2\x1a.megha.v1.SubmitJobCommandH\x00R\tsubmitJob\x12;\n" +
@@ -985,8 +1189,24 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"workerLost\x12>\n" +
 	"\vworker_left\x18\n" +
 	" \x01(\v2\x1b.megha.v1.WorkerLeftCommandH\x00R\n" +
-	"workerLeftB\x05\n" +
-	"\x03cmd\"A\n" +
+	"workerLeft\x12A\n" +
+	"\fassign_tasks\x18\v \x01(\v2\x1c.megha.v1.AssignTasksCommandH\x00R\vassignTasks\x12>\n" +
+	"\vupdate_task\x18\f \x01(\v2\x1b.megha.v1.UpdateTaskCommandH\x00R\n" +
+	"updateTaskB\x05\n" +
+	"\x03cmd\"}\n" +
+	"\x12AssignTasksCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12$\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x0e.megha.v1.TaskR\x05tasks\x12*\n" +
+	"\x02at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xa6\x02\n" +
+	"\x11UpdateTaskCommand\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12!\n" +
+	"\fworker_epoch\x18\x03 \x01(\x04R\vworkerEpoch\x12)\n" +
+	"\x05state\x18\x04 \x01(\x0e2\x13.megha.v1.TaskStateR\x05state\x12\x1b\n" +
+	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12.\n" +
+	"\bprogress\x18\a \x01(\v2\x12.megha.v1.ProgressR\bprogress\x12*\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"A\n" +
 	"\x15RegisterWorkerCommand\x12(\n" +
 	"\x06worker\x18\x01 \x01(\v2\x10.megha.v1.WorkerR\x06worker\"}\n" +
 	"\x11WorkerLostCommand\x12\x0e\n" +
@@ -1023,7 +1243,7 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\x13RemoveMemberCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +
 	"\vNoopCommand\x12\x18\n" +
-	"\apayload\x18\x01 \x01(\fR\apayload\"\x96\x02\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"\xbc\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12!\n" +
 	"\x04jobs\x18\x02 \x03(\v2\r.megha.v1.JobR\x04jobs\x12*\n" +
@@ -1032,7 +1252,8 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\aworkers\x18\x05 \x03(\v2\x10.megha.v1.WorkerR\aworkers\x12<\n" +
 	"\n" +
 	"throughput\x18\x06 \x03(\v2\x1c.megha.v1.GPUModelThroughputR\n" +
-	"throughput\"Z\n" +
+	"throughput\x12$\n" +
+	"\x05tasks\x18\a \x03(\v2\x0e.megha.v1.TaskR\x05tasks\"Z\n" +
 	"\n" +
 	"RequestKey\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
@@ -1052,60 +1273,72 @@ func file_megha_v1_command_proto_rawDescGZIP() []byte {
 	return file_megha_v1_command_proto_rawDescData
 }
 
-var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_megha_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                // 0: megha.v1.Command
-	(*RegisterWorkerCommand)(nil),  // 1: megha.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),      // 2: megha.v1.WorkerLostCommand
-	(*WorkerLeftCommand)(nil),      // 3: megha.v1.WorkerLeftCommand
-	(*SubmitJobsCommand)(nil),      // 4: megha.v1.SubmitJobsCommand
-	(*SubmitJobCommand)(nil),       // 5: megha.v1.SubmitJobCommand
-	(*CancelJobCommand)(nil),       // 6: megha.v1.CancelJobCommand
-	(*UpdateJobStatusCommand)(nil), // 7: megha.v1.UpdateJobStatusCommand
-	(*UpsertMemberCommand)(nil),    // 8: megha.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),    // 9: megha.v1.RemoveMemberCommand
-	(*NoopCommand)(nil),            // 10: megha.v1.NoopCommand
-	(*Snapshot)(nil),               // 11: megha.v1.Snapshot
-	(*RequestKey)(nil),             // 12: megha.v1.RequestKey
-	(*Worker)(nil),                 // 13: megha.v1.Worker
-	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
-	(*Job)(nil),                    // 15: megha.v1.Job
-	(JobState)(0),                  // 16: megha.v1.JobState
-	(*Progress)(nil),               // 17: megha.v1.Progress
-	(*Member)(nil),                 // 18: megha.v1.Member
-	(*GPUModelThroughput)(nil),     // 19: megha.v1.GPUModelThroughput
+	(*AssignTasksCommand)(nil),     // 1: megha.v1.AssignTasksCommand
+	(*UpdateTaskCommand)(nil),      // 2: megha.v1.UpdateTaskCommand
+	(*RegisterWorkerCommand)(nil),  // 3: megha.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),      // 4: megha.v1.WorkerLostCommand
+	(*WorkerLeftCommand)(nil),      // 5: megha.v1.WorkerLeftCommand
+	(*SubmitJobsCommand)(nil),      // 6: megha.v1.SubmitJobsCommand
+	(*SubmitJobCommand)(nil),       // 7: megha.v1.SubmitJobCommand
+	(*CancelJobCommand)(nil),       // 8: megha.v1.CancelJobCommand
+	(*UpdateJobStatusCommand)(nil), // 9: megha.v1.UpdateJobStatusCommand
+	(*UpsertMemberCommand)(nil),    // 10: megha.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),    // 11: megha.v1.RemoveMemberCommand
+	(*NoopCommand)(nil),            // 12: megha.v1.NoopCommand
+	(*Snapshot)(nil),               // 13: megha.v1.Snapshot
+	(*RequestKey)(nil),             // 14: megha.v1.RequestKey
+	(*Task)(nil),                   // 15: megha.v1.Task
+	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
+	(TaskState)(0),                 // 17: megha.v1.TaskState
+	(*Progress)(nil),               // 18: megha.v1.Progress
+	(*Worker)(nil),                 // 19: megha.v1.Worker
+	(*Job)(nil),                    // 20: megha.v1.Job
+	(JobState)(0),                  // 21: megha.v1.JobState
+	(*Member)(nil),                 // 22: megha.v1.Member
+	(*GPUModelThroughput)(nil),     // 23: megha.v1.GPUModelThroughput
 }
 var file_megha_v1_command_proto_depIdxs = []int32{
-	5,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
-	6,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
-	7,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
-	8,  // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
-	9,  // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
-	10, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
-	4,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
-	1,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
-	2,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
-	3,  // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
-	13, // 10: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
-	14, // 11: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
-	14, // 12: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
-	5,  // 13: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
-	15, // 14: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
-	14, // 15: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
-	16, // 16: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
-	17, // 17: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
-	14, // 18: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
-	18, // 19: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
-	15, // 20: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
-	18, // 21: megha.v1.Snapshot.members:type_name -> megha.v1.Member
-	12, // 22: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
-	13, // 23: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
-	19, // 24: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	7,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
+	8,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
+	9,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
+	10, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
+	11, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
+	12, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
+	6,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
+	3,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
+	4,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
+	5,  // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
+	1,  // 10: megha.v1.Command.assign_tasks:type_name -> megha.v1.AssignTasksCommand
+	2,  // 11: megha.v1.Command.update_task:type_name -> megha.v1.UpdateTaskCommand
+	15, // 12: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
+	16, // 13: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
+	17, // 14: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
+	18, // 15: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
+	16, // 16: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
+	19, // 17: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
+	16, // 18: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
+	16, // 19: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
+	7,  // 20: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
+	20, // 21: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
+	16, // 22: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
+	21, // 23: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
+	18, // 24: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
+	16, // 25: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
+	22, // 26: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
+	20, // 27: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
+	22, // 28: megha.v1.Snapshot.members:type_name -> megha.v1.Member
+	14, // 29: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
+	19, // 30: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
+	23, // 31: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
+	15, // 32: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_command_proto_init() }
@@ -1125,6 +1358,8 @@ func file_megha_v1_command_proto_init() {
 		(*Command_RegisterWorker)(nil),
 		(*Command_WorkerLost)(nil),
 		(*Command_WorkerLeft)(nil),
+		(*Command_AssignTasks)(nil),
+		(*Command_UpdateTask)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1132,7 +1367,7 @@ func file_megha_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_command_proto_rawDesc), len(file_megha_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

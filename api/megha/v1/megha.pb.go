@@ -312,6 +312,75 @@ func (WorkerState) EnumDescriptor() ([]byte, []int) {
 	return file_megha_v1_megha_proto_rawDescGZIP(), []int{4}
 }
 
+// TaskState is a task's place in its lifecycle:
+//
+//	Assigned ──worker starts it──▶ Running ──exit 0──▶ Succeeded
+//	    │                            │ └──exit ≠ 0──▶ Failed
+//	    └──────── worker lost ───────┴──────────────▶ Lost
+//	(any live state) ──job cancelled──▶ Cancelled
+//
+// Only add at the end.
+type TaskState int32
+
+const (
+	TaskState_TASK_STATE_UNSPECIFIED TaskState = 0
+	TaskState_TASK_STATE_ASSIGNED    TaskState = 1
+	TaskState_TASK_STATE_RUNNING     TaskState = 2
+	TaskState_TASK_STATE_SUCCEEDED   TaskState = 3
+	TaskState_TASK_STATE_FAILED      TaskState = 4
+	TaskState_TASK_STATE_LOST        TaskState = 5
+	TaskState_TASK_STATE_CANCELLED   TaskState = 6
+)
+
+// Enum value maps for TaskState.
+var (
+	TaskState_name = map[int32]string{
+		0: "TASK_STATE_UNSPECIFIED",
+		1: "TASK_STATE_ASSIGNED",
+		2: "TASK_STATE_RUNNING",
+		3: "TASK_STATE_SUCCEEDED",
+		4: "TASK_STATE_FAILED",
+		5: "TASK_STATE_LOST",
+		6: "TASK_STATE_CANCELLED",
+	}
+	TaskState_value = map[string]int32{
+		"TASK_STATE_UNSPECIFIED": 0,
+		"TASK_STATE_ASSIGNED":    1,
+		"TASK_STATE_RUNNING":     2,
+		"TASK_STATE_SUCCEEDED":   3,
+		"TASK_STATE_FAILED":      4,
+		"TASK_STATE_LOST":        5,
+		"TASK_STATE_CANCELLED":   6,
+	}
+)
+
+func (x TaskState) Enum() *TaskState {
+	p := new(TaskState)
+	*p = x
+	return p
+}
+
+func (x TaskState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskState) Descriptor() protoreflect.EnumDescriptor {
+	return file_megha_v1_megha_proto_enumTypes[5].Descriptor()
+}
+
+func (TaskState) Type() protoreflect.EnumType {
+	return &file_megha_v1_megha_proto_enumTypes[5]
+}
+
+func (x TaskState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskState.Descriptor instead.
+func (TaskState) EnumDescriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{5}
+}
+
 // Suffrage of a Raft member. Only add at the end.
 type Suffrage int32
 
@@ -349,11 +418,11 @@ func (x Suffrage) String() string {
 }
 
 func (Suffrage) Descriptor() protoreflect.EnumDescriptor {
-	return file_megha_v1_megha_proto_enumTypes[5].Descriptor()
+	return file_megha_v1_megha_proto_enumTypes[6].Descriptor()
 }
 
 func (Suffrage) Type() protoreflect.EnumType {
-	return &file_megha_v1_megha_proto_enumTypes[5]
+	return &file_megha_v1_megha_proto_enumTypes[6]
 }
 
 func (x Suffrage) Number() protoreflect.EnumNumber {
@@ -362,7 +431,7 @@ func (x Suffrage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Suffrage.Descriptor instead.
 func (Suffrage) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{6}
 }
 
 // JobSpec is what a user submits. Every field is optional on the wire; the
@@ -1813,7 +1882,8 @@ type Worker struct {
 	// last_heartbeat lives in the leader's memory, not the log; filled in
 	// by ListWorkers on the leader.
 	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
-	Tenant        string                 `protobuf:"bytes,14,opt,name=tenant,proto3" json:"tenant,omitempty"` // the worker token's tenant, if any
+	Tenant        string                 `protobuf:"bytes,14,opt,name=tenant,proto3" json:"tenant,omitempty"`                     // the worker token's tenant, if any
+	AgentKey      string                 `protobuf:"bytes,15,opt,name=agent_key,json=agentKey,proto3" json:"agent_key,omitempty"` // see RegisterWorkerRequest; never shown to users
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1942,6 +2012,13 @@ func (x *Worker) GetLastHeartbeat() *timestamppb.Timestamp {
 func (x *Worker) GetTenant() string {
 	if x != nil {
 		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Worker) GetAgentKey() string {
+	if x != nil {
+		return x.AgentKey
 	}
 	return ""
 }
@@ -2102,14 +2179,17 @@ func (x *GPUModelThroughput) GetLast() float64 {
 }
 
 type RegisterWorkerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // stable across restarts (kept in the worker's data dir)
-	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
-	Host          string                 `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
-	AdvertiseAddr string                 `protobuf:"bytes,4,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
-	Version       string                 `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
-	Gpus          []*GPU                 `protobuf:"bytes,6,rep,name=gpus,proto3" json:"gpus,omitempty"`
-	Throughput    *Throughput            `protobuf:"bytes,7,opt,name=throughput,proto3" json:"throughput,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// agent_key authenticates the coordinator to this worker's AgentService
+	// (task logs); random per worker run.
+	AgentKey      string      `protobuf:"bytes,8,opt,name=agent_key,json=agentKey,proto3" json:"agent_key,omitempty"`
+	WorkerId      string      `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"` // stable across restarts (kept in the worker's data dir)
+	LeaseId       string      `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Host          string      `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	AdvertiseAddr string      `protobuf:"bytes,4,opt,name=advertise_addr,json=advertiseAddr,proto3" json:"advertise_addr,omitempty"`
+	Version       string      `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
+	Gpus          []*GPU      `protobuf:"bytes,6,rep,name=gpus,proto3" json:"gpus,omitempty"`
+	Throughput    *Throughput `protobuf:"bytes,7,opt,name=throughput,proto3" json:"throughput,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2142,6 +2222,13 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
 	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RegisterWorkerRequest) GetAgentKey() string {
+	if x != nil {
+		return x.AgentKey
+	}
+	return ""
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() string {
@@ -2433,19 +2520,156 @@ func (x *AssignmentsRequest) GetEpoch() uint64 {
 	return 0
 }
 
+// Task is one rank of a job placed on one worker.
+type Task struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerEpoch   uint64                 `protobuf:"varint,4,opt,name=worker_epoch,json=workerEpoch,proto3" json:"worker_epoch,omitempty"`
+	Rank          uint32                 `protobuf:"varint,5,opt,name=rank,proto3" json:"rank,omitempty"`
+	World         uint32                 `protobuf:"varint,6,opt,name=world,proto3" json:"world,omitempty"`
+	State         TaskState              `protobuf:"varint,7,opt,name=state,proto3,enum=megha.v1.TaskState" json:"state,omitempty"`
+	ExitCode      int32                  `protobuf:"varint,8,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	AssignedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Task) Reset() {
+	*x = Task{}
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Task) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Task) ProtoMessage() {}
+
+func (x *Task) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Task.ProtoReflect.Descriptor instead.
+func (*Task) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Task) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Task) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Task) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Task) GetWorkerEpoch() uint64 {
+	if x != nil {
+		return x.WorkerEpoch
+	}
+	return 0
+}
+
+func (x *Task) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *Task) GetWorld() uint32 {
+	if x != nil {
+		return x.World
+	}
+	return 0
+}
+
+func (x *Task) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *Task) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *Task) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Task) GetAssignedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssignedAt
+	}
+	return nil
+}
+
+func (x *Task) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Task) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+// Assignment is sent to a worker: a task to run, or (stop) to stop.
 type Assignment struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Rank          uint32                 `protobuf:"varint,3,opt,name=rank,proto3" json:"rank,omitempty"`
 	World         uint32                 `protobuf:"varint,4,opt,name=world,proto3" json:"world,omitempty"`
+	Command       []string               `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`                                                                   // the job's model.command
+	Env           map[string]string      `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the job's model.env
+	Stop          bool                   `protobuf:"varint,7,opt,name=stop,proto3" json:"stop,omitempty"`                                                                        // stop this task: its job was cancelled or it was moved
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2457,7 +2681,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2470,7 +2694,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -2501,18 +2725,44 @@ func (x *Assignment) GetWorld() uint32 {
 	return 0
 }
 
+func (x *Assignment) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *Assignment) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *Assignment) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+// ProgressReport is a worker's news about one of its tasks.
 type ProgressReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	Progress      *Progress              `protobuf:"bytes,3,opt,name=progress,proto3" json:"progress,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	State         TaskState              `protobuf:"varint,5,opt,name=state,proto3,enum=megha.v1.TaskState" json:"state,omitempty"` // RUNNING, SUCCEEDED or FAILED
+	ExitCode      int32                  `protobuf:"varint,6,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProgressReport) Reset() {
 	*x = ProgressReport{}
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2774,7 @@ func (x *ProgressReport) String() string {
 func (*ProgressReport) ProtoMessage() {}
 
 func (x *ProgressReport) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2787,7 @@ func (x *ProgressReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressReport.ProtoReflect.Descriptor instead.
 func (*ProgressReport) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ProgressReport) GetWorkerId() string {
@@ -2561,6 +2811,34 @@ func (x *ProgressReport) GetProgress() *Progress {
 	return nil
 }
 
+func (x *ProgressReport) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ProgressReport) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *ProgressReport) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ProgressReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 type ProgressAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2569,7 +2847,7 @@ type ProgressAck struct {
 
 func (x *ProgressAck) Reset() {
 	*x = ProgressAck{}
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2581,7 +2859,7 @@ func (x *ProgressAck) String() string {
 func (*ProgressAck) ProtoMessage() {}
 
 func (x *ProgressAck) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2594,7 +2872,7 @@ func (x *ProgressAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressAck.ProtoReflect.Descriptor instead.
 func (*ProgressAck) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
 }
 
 type LeaveRequest struct {
@@ -2608,7 +2886,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2898,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2911,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaveRequest) GetWorkerId() string {
@@ -2665,7 +2943,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2955,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2968,231 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+}
+
+type TaskLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Rank          uint32                 `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	Stream        string                 `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"` // stdout (default) or stderr
+	Follow        bool                   `protobuf:"varint,4,opt,name=follow,proto3" json:"follow,omitempty"`
+	Tail          uint32                 `protobuf:"varint,5,opt,name=tail,proto3" json:"tail,omitempty"` // last N lines first; 0 means all
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogsRequest) Reset() {
+	*x = TaskLogsRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogsRequest) ProtoMessage() {}
+
+func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
+func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TaskLogsRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TaskLogsRequest) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *TaskLogsRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *TaskLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *TaskLogsRequest) GetTail() uint32 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+type LogChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Rank          uint32                 `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogChunk) Reset() {
+	*x = LogChunk{}
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogChunk) ProtoMessage() {}
+
+func (x *LogChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
+func (*LogChunk) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *LogChunk) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogChunk) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *LogChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type ListTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListTasksRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type ListTasksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tasks         []*Task                `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksResponse) Reset() {
+	*x = ListTasksResponse{}
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksResponse) ProtoMessage() {}
+
+func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
+func (*ListTasksResponse) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ListTasksResponse) GetTasks() []*Task {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
 }
 
 type ListWorkersRequest struct {
@@ -2702,7 +3204,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +3216,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +3229,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListWorkersRequest) GetStates() []WorkerState {
@@ -2747,7 +3249,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +3261,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +3274,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -2789,6 +3291,74 @@ func (x *ListWorkersResponse) GetThroughput() []*GPUModelThroughput {
 	return nil
 }
 
+type AgentLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Stream        string                 `protobuf:"bytes,2,opt,name=stream,proto3" json:"stream,omitempty"`
+	Follow        bool                   `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	Tail          uint32                 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentLogsRequest) Reset() {
+	*x = AgentLogsRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentLogsRequest) ProtoMessage() {}
+
+func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentLogsRequest.ProtoReflect.Descriptor instead.
+func (*AgentLogsRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *AgentLogsRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *AgentLogsRequest) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *AgentLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *AgentLogsRequest) GetTail() uint32 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
 // Member is one coordinator node.
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2803,7 +3373,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +3385,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3398,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Member) GetId() string {
@@ -2874,7 +3444,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2886,7 +3456,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2899,7 +3469,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
 }
 
 type MembersResponse struct {
@@ -2911,7 +3481,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3493,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3506,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -2954,7 +3524,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3536,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3549,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
 }
 
 type LeaderResponse struct {
@@ -2991,7 +3561,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3003,7 +3573,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3016,7 +3586,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LeaderResponse) GetLeader() *Member {
@@ -3034,7 +3604,7 @@ type RaftStatsRequest struct {
 
 func (x *RaftStatsRequest) Reset() {
 	*x = RaftStatsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3616,7 @@ func (x *RaftStatsRequest) String() string {
 func (*RaftStatsRequest) ProtoMessage() {}
 
 func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3629,7 @@ func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
 }
 
 type RaftStatsResponse struct {
@@ -3072,7 +3642,7 @@ type RaftStatsResponse struct {
 
 func (x *RaftStatsResponse) Reset() {
 	*x = RaftStatsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3654,7 @@ func (x *RaftStatsResponse) String() string {
 func (*RaftStatsResponse) ProtoMessage() {}
 
 func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3667,7 @@ func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RaftStatsResponse) GetNodeId() string {
@@ -3125,7 +3695,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3707,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3720,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -3183,7 +3753,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3765,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3778,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AddVoterResponse) GetMembers() []*Member {
@@ -3227,7 +3797,7 @@ type RemoveVoterRequest struct {
 
 func (x *RemoveVoterRequest) Reset() {
 	*x = RemoveVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3239,7 +3809,7 @@ func (x *RemoveVoterRequest) String() string {
 func (*RemoveVoterRequest) ProtoMessage() {}
 
 func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3252,7 +3822,7 @@ func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RemoveVoterRequest) GetId() string {
@@ -3271,7 +3841,7 @@ type RemoveVoterResponse struct {
 
 func (x *RemoveVoterResponse) Reset() {
 	*x = RemoveVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3853,7 @@ func (x *RemoveVoterResponse) String() string {
 func (*RemoveVoterResponse) ProtoMessage() {}
 
 func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3866,7 @@ func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RemoveVoterResponse) GetMembers() []*Member {
@@ -3440,7 +4010,7 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\rhealth_reason\x18\t \x01(\tR\fhealthReason\x12'\n" +
 	"\x0futilization_pct\x18\n" +
 	" \x01(\rR\x0eutilizationPct\x12#\n" +
-	"\rtemperature_c\x18\v \x01(\rR\ftemperatureC\"\x96\x04\n" +
+	"\rtemperature_c\x18\v \x01(\rR\ftemperatureC\"\xb3\x04\n" +
 	"\x06Worker\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x12\n" +
@@ -3459,7 +4029,8 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"throughput\x18\f \x01(\v2\x14.megha.v1.ThroughputR\n" +
 	"throughput\x12A\n" +
 	"\x0elast_heartbeat\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x16\n" +
-	"\x06tenant\x18\x0e \x01(\tR\x06tenant\"l\n" +
+	"\x06tenant\x18\x0e \x01(\tR\x06tenant\x12\x1b\n" +
+	"\tagent_key\x18\x0f \x01(\tR\bagentKey\"l\n" +
 	"\n" +
 	"Throughput\x12,\n" +
 	"\x12samples_per_second\x18\x01 \x01(\x01R\x10samplesPerSecond\x12\x14\n" +
@@ -3472,8 +4043,9 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x04mean\x18\x04 \x01(\x01R\x04mean\x12\x10\n" +
 	"\x03min\x18\x05 \x01(\x01R\x03min\x12\x10\n" +
 	"\x03max\x18\x06 \x01(\x01R\x03max\x12\x12\n" +
-	"\x04last\x18\a \x01(\x01R\x04last\"\xfd\x01\n" +
+	"\x04last\x18\a \x01(\x01R\x04last\"\x9a\x02\n" +
 	"\x15RegisterWorkerRequest\x12\x1b\n" +
+	"\tagent_key\x18\b \x01(\tR\bagentKey\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x12\n" +
 	"\x04host\x18\x03 \x01(\tR\x04host\x12%\n" +
@@ -3500,30 +4072,76 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x15heartbeat_interval_ms\x18\x03 \x01(\rR\x13heartbeatIntervalMs\"G\n" +
 	"\x12AssignmentsRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
-	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"f\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\xaa\x03\n" +
+	"\x04Task\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x1b\n" +
+	"\tworker_id\x18\x03 \x01(\tR\bworkerId\x12!\n" +
+	"\fworker_epoch\x18\x04 \x01(\x04R\vworkerEpoch\x12\x12\n" +
+	"\x04rank\x18\x05 \x01(\rR\x04rank\x12\x14\n" +
+	"\x05world\x18\x06 \x01(\rR\x05world\x12)\n" +
+	"\x05state\x18\a \x01(\x0e2\x13.megha.v1.TaskStateR\x05state\x12\x1b\n" +
+	"\texit_code\x18\b \x01(\x05R\bexitCode\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12;\n" +
+	"\vassigned_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assignedAt\x129\n" +
+	"\n" +
+	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\"\xfd\x01\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04rank\x18\x03 \x01(\rR\x04rank\x12\x14\n" +
-	"\x05world\x18\x04 \x01(\rR\x05world\"v\n" +
+	"\x05world\x18\x04 \x01(\rR\x05world\x12\x18\n" +
+	"\acommand\x18\x05 \x03(\tR\acommand\x12/\n" +
+	"\x03env\x18\x06 \x03(\v2\x1d.megha.v1.Assignment.EnvEntryR\x03env\x12\x12\n" +
+	"\x04stop\x18\a \x01(\bR\x04stop\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x01\n" +
 	"\x0eProgressReport\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12.\n" +
-	"\bprogress\x18\x03 \x01(\v2\x12.megha.v1.ProgressR\bprogress\"\r\n" +
+	"\bprogress\x18\x03 \x01(\v2\x12.megha.v1.ProgressR\bprogress\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12)\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x13.megha.v1.TaskStateR\x05state\x12\x1b\n" +
+	"\texit_code\x18\x06 \x01(\x05R\bexitCode\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"\r\n" +
 	"\vProgressAck\"Y\n" +
 	"\fLeaveRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x0f\n" +
-	"\rLeaveResponse\"C\n" +
+	"\rLeaveResponse\"\x80\x01\n" +
+	"\x0fTaskLogsRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
+	"\x04rank\x18\x02 \x01(\rR\x04rank\x12\x16\n" +
+	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x16\n" +
+	"\x06follow\x18\x04 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x05 \x01(\rR\x04tail\"K\n" +
+	"\bLogChunk\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04rank\x18\x02 \x01(\rR\x04rank\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\")\n" +
+	"\x10ListTasksRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"9\n" +
+	"\x11ListTasksResponse\x12$\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0e.megha.v1.TaskR\x05tasks\"C\n" +
 	"\x12ListWorkersRequest\x12-\n" +
 	"\x06states\x18\x01 \x03(\x0e2\x15.megha.v1.WorkerStateR\x06states\"\x7f\n" +
 	"\x13ListWorkersResponse\x12*\n" +
 	"\aworkers\x18\x01 \x03(\v2\x10.megha.v1.WorkerR\aworkers\x12<\n" +
 	"\n" +
 	"throughput\x18\x02 \x03(\v2\x1c.megha.v1.GPUModelThroughputR\n" +
-	"throughput\"\x9a\x01\n" +
+	"throughput\"o\n" +
+	"\x10AgentLogsRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
+	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x04 \x01(\rR\x04tail\"\x9a\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -3580,26 +4198,38 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WORKER_STATE_READY\x10\x01\x12\x15\n" +
 	"\x11WORKER_STATE_LOST\x10\x02\x12\x15\n" +
-	"\x11WORKER_STATE_LEFT\x10\x03*e\n" +
+	"\x11WORKER_STATE_LEFT\x10\x03*\xb8\x01\n" +
+	"\tTaskState\x12\x1a\n" +
+	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13TASK_STATE_ASSIGNED\x10\x01\x12\x16\n" +
+	"\x12TASK_STATE_RUNNING\x10\x02\x12\x18\n" +
+	"\x14TASK_STATE_SUCCEEDED\x10\x03\x12\x15\n" +
+	"\x11TASK_STATE_FAILED\x10\x04\x12\x13\n" +
+	"\x0fTASK_STATE_LOST\x10\x05\x12\x18\n" +
+	"\x14TASK_STATE_CANCELLED\x10\x06*e\n" +
 	"\bSuffrage\x12\x18\n" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
 	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
-	"\x10SUFFRAGE_STAGING\x10\x032\xac\x02\n" +
+	"\x10SUFFRAGE_STAGING\x10\x032\xab\x03\n" +
 	"\n" +
 	"JobService\x12A\n" +
 	"\x06Submit\x12\x1a.megha.v1.SubmitJobRequest\x1a\x1b.megha.v1.SubmitJobResponse\x12-\n" +
 	"\x03Get\x12\x17.megha.v1.GetJobRequest\x1a\r.megha.v1.Job\x12=\n" +
 	"\x04List\x12\x19.megha.v1.ListJobsRequest\x1a\x1a.megha.v1.ListJobsResponse\x123\n" +
 	"\x06Cancel\x12\x1a.megha.v1.CancelJobRequest\x1a\r.megha.v1.Job\x128\n" +
-	"\x05Watch\x12\x19.megha.v1.WatchJobRequest\x1a\x12.megha.v1.JobEvent0\x012\xb6\x03\n" +
+	"\x05Watch\x12\x19.megha.v1.WatchJobRequest\x1a\x12.megha.v1.JobEvent0\x01\x12D\n" +
+	"\tListTasks\x12\x1a.megha.v1.ListTasksRequest\x1a\x1b.megha.v1.ListTasksResponse\x127\n" +
+	"\x04Logs\x12\x19.megha.v1.TaskLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xb6\x03\n" +
 	"\rWorkerService\x12M\n" +
 	"\bRegister\x12\x1f.megha.v1.RegisterWorkerRequest\x1a .megha.v1.RegisterWorkerResponse\x12H\n" +
 	"\tHeartbeat\x12\x1a.megha.v1.HeartbeatRequest\x1a\x1b.megha.v1.HeartbeatResponse(\x010\x01\x12C\n" +
 	"\vAssignments\x12\x1c.megha.v1.AssignmentsRequest\x1a\x14.megha.v1.Assignment0\x01\x12A\n" +
 	"\x0eReportProgress\x12\x18.megha.v1.ProgressReport\x1a\x15.megha.v1.ProgressAck\x128\n" +
 	"\x05Leave\x12\x16.megha.v1.LeaveRequest\x1a\x17.megha.v1.LeaveResponse\x12J\n" +
-	"\vListWorkers\x12\x1c.megha.v1.ListWorkersRequest\x1a\x1d.megha.v1.ListWorkersResponse2\xe2\x02\n" +
+	"\vListWorkers\x12\x1c.megha.v1.ListWorkersRequest\x1a\x1d.megha.v1.ListWorkersResponse2L\n" +
+	"\fAgentService\x12<\n" +
+	"\bTaskLogs\x12\x1a.megha.v1.AgentLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xe2\x02\n" +
 	"\x0eClusterService\x12>\n" +
 	"\aMembers\x12\x18.megha.v1.MembersRequest\x1a\x19.megha.v1.MembersResponse\x12;\n" +
 	"\x06Leader\x12\x17.megha.v1.LeaderRequest\x1a\x18.megha.v1.LeaderResponse\x12D\n" +
@@ -3619,148 +4249,169 @@ func file_megha_v1_megha_proto_rawDescGZIP() []byte {
 	return file_megha_v1_megha_proto_rawDescData
 }
 
-var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_megha_v1_megha_proto_goTypes = []any{
 	(JobKind)(0),                   // 0: megha.v1.JobKind
 	(SyncAlgorithm)(0),             // 1: megha.v1.SyncAlgorithm
 	(Compression)(0),               // 2: megha.v1.Compression
 	(JobState)(0),                  // 3: megha.v1.JobState
 	(WorkerState)(0),               // 4: megha.v1.WorkerState
-	(Suffrage)(0),                  // 5: megha.v1.Suffrage
-	(*JobSpec)(nil),                // 6: megha.v1.JobSpec
-	(*ModelSpec)(nil),              // 7: megha.v1.ModelSpec
-	(*DataSpec)(nil),               // 8: megha.v1.DataSpec
-	(*Resources)(nil),              // 9: megha.v1.Resources
-	(*SyncSpec)(nil),               // 10: megha.v1.SyncSpec
-	(*StopCondition)(nil),          // 11: megha.v1.StopCondition
-	(*CheckpointSpec)(nil),         // 12: megha.v1.CheckpointSpec
-	(*Budget)(nil),                 // 13: megha.v1.Budget
-	(*Progress)(nil),               // 14: megha.v1.Progress
-	(*JobStatus)(nil),              // 15: megha.v1.JobStatus
-	(*Job)(nil),                    // 16: megha.v1.Job
-	(*SubmitJobRequest)(nil),       // 17: megha.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),      // 18: megha.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),          // 19: megha.v1.GetJobRequest
-	(*ListJobsRequest)(nil),        // 20: megha.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 21: megha.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),       // 22: megha.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),        // 23: megha.v1.WatchJobRequest
-	(*JobEvent)(nil),               // 24: megha.v1.JobEvent
-	(*GPU)(nil),                    // 25: megha.v1.GPU
-	(*Worker)(nil),                 // 26: megha.v1.Worker
-	(*Throughput)(nil),             // 27: megha.v1.Throughput
-	(*GPUModelThroughput)(nil),     // 28: megha.v1.GPUModelThroughput
-	(*RegisterWorkerRequest)(nil),  // 29: megha.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil), // 30: megha.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),       // 31: megha.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 32: megha.v1.HeartbeatResponse
-	(*AssignmentsRequest)(nil),     // 33: megha.v1.AssignmentsRequest
-	(*Assignment)(nil),             // 34: megha.v1.Assignment
-	(*ProgressReport)(nil),         // 35: megha.v1.ProgressReport
-	(*ProgressAck)(nil),            // 36: megha.v1.ProgressAck
-	(*LeaveRequest)(nil),           // 37: megha.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 38: megha.v1.LeaveResponse
-	(*ListWorkersRequest)(nil),     // 39: megha.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 40: megha.v1.ListWorkersResponse
-	(*Member)(nil),                 // 41: megha.v1.Member
-	(*MembersRequest)(nil),         // 42: megha.v1.MembersRequest
-	(*MembersResponse)(nil),        // 43: megha.v1.MembersResponse
-	(*LeaderRequest)(nil),          // 44: megha.v1.LeaderRequest
-	(*LeaderResponse)(nil),         // 45: megha.v1.LeaderResponse
-	(*RaftStatsRequest)(nil),       // 46: megha.v1.RaftStatsRequest
-	(*RaftStatsResponse)(nil),      // 47: megha.v1.RaftStatsResponse
-	(*AddVoterRequest)(nil),        // 48: megha.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),       // 49: megha.v1.AddVoterResponse
-	(*RemoveVoterRequest)(nil),     // 50: megha.v1.RemoveVoterRequest
-	(*RemoveVoterResponse)(nil),    // 51: megha.v1.RemoveVoterResponse
-	nil,                            // 52: megha.v1.JobSpec.LabelsEntry
-	nil,                            // 53: megha.v1.ModelSpec.EnvEntry
-	nil,                            // 54: megha.v1.RaftStatsResponse.StatsEntry
-	(*timestamppb.Timestamp)(nil),  // 55: google.protobuf.Timestamp
+	(TaskState)(0),                 // 5: megha.v1.TaskState
+	(Suffrage)(0),                  // 6: megha.v1.Suffrage
+	(*JobSpec)(nil),                // 7: megha.v1.JobSpec
+	(*ModelSpec)(nil),              // 8: megha.v1.ModelSpec
+	(*DataSpec)(nil),               // 9: megha.v1.DataSpec
+	(*Resources)(nil),              // 10: megha.v1.Resources
+	(*SyncSpec)(nil),               // 11: megha.v1.SyncSpec
+	(*StopCondition)(nil),          // 12: megha.v1.StopCondition
+	(*CheckpointSpec)(nil),         // 13: megha.v1.CheckpointSpec
+	(*Budget)(nil),                 // 14: megha.v1.Budget
+	(*Progress)(nil),               // 15: megha.v1.Progress
+	(*JobStatus)(nil),              // 16: megha.v1.JobStatus
+	(*Job)(nil),                    // 17: megha.v1.Job
+	(*SubmitJobRequest)(nil),       // 18: megha.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),      // 19: megha.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),          // 20: megha.v1.GetJobRequest
+	(*ListJobsRequest)(nil),        // 21: megha.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 22: megha.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),       // 23: megha.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),        // 24: megha.v1.WatchJobRequest
+	(*JobEvent)(nil),               // 25: megha.v1.JobEvent
+	(*GPU)(nil),                    // 26: megha.v1.GPU
+	(*Worker)(nil),                 // 27: megha.v1.Worker
+	(*Throughput)(nil),             // 28: megha.v1.Throughput
+	(*GPUModelThroughput)(nil),     // 29: megha.v1.GPUModelThroughput
+	(*RegisterWorkerRequest)(nil),  // 30: megha.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil), // 31: megha.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),       // 32: megha.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 33: megha.v1.HeartbeatResponse
+	(*AssignmentsRequest)(nil),     // 34: megha.v1.AssignmentsRequest
+	(*Task)(nil),                   // 35: megha.v1.Task
+	(*Assignment)(nil),             // 36: megha.v1.Assignment
+	(*ProgressReport)(nil),         // 37: megha.v1.ProgressReport
+	(*ProgressAck)(nil),            // 38: megha.v1.ProgressAck
+	(*LeaveRequest)(nil),           // 39: megha.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 40: megha.v1.LeaveResponse
+	(*TaskLogsRequest)(nil),        // 41: megha.v1.TaskLogsRequest
+	(*LogChunk)(nil),               // 42: megha.v1.LogChunk
+	(*ListTasksRequest)(nil),       // 43: megha.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 44: megha.v1.ListTasksResponse
+	(*ListWorkersRequest)(nil),     // 45: megha.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 46: megha.v1.ListWorkersResponse
+	(*AgentLogsRequest)(nil),       // 47: megha.v1.AgentLogsRequest
+	(*Member)(nil),                 // 48: megha.v1.Member
+	(*MembersRequest)(nil),         // 49: megha.v1.MembersRequest
+	(*MembersResponse)(nil),        // 50: megha.v1.MembersResponse
+	(*LeaderRequest)(nil),          // 51: megha.v1.LeaderRequest
+	(*LeaderResponse)(nil),         // 52: megha.v1.LeaderResponse
+	(*RaftStatsRequest)(nil),       // 53: megha.v1.RaftStatsRequest
+	(*RaftStatsResponse)(nil),      // 54: megha.v1.RaftStatsResponse
+	(*AddVoterRequest)(nil),        // 55: megha.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),       // 56: megha.v1.AddVoterResponse
+	(*RemoveVoterRequest)(nil),     // 57: megha.v1.RemoveVoterRequest
+	(*RemoveVoterResponse)(nil),    // 58: megha.v1.RemoveVoterResponse
+	nil,                            // 59: megha.v1.JobSpec.LabelsEntry
+	nil,                            // 60: megha.v1.ModelSpec.EnvEntry
+	nil,                            // 61: megha.v1.Assignment.EnvEntry
+	nil,                            // 62: megha.v1.RaftStatsResponse.StatsEntry
+	(*timestamppb.Timestamp)(nil),  // 63: google.protobuf.Timestamp
 }
 var file_megha_v1_megha_proto_depIdxs = []int32{
 	0,  // 0: megha.v1.JobSpec.kind:type_name -> megha.v1.JobKind
-	7,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
-	8,  // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
-	9,  // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
-	10, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
-	11, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
-	12, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
-	13, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
-	52, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
-	53, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
+	8,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
+	9,  // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
+	10, // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
+	11, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
+	12, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
+	13, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
+	14, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
+	59, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
+	60, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
 	1,  // 10: megha.v1.SyncSpec.algorithm:type_name -> megha.v1.SyncAlgorithm
 	2,  // 11: megha.v1.SyncSpec.compression:type_name -> megha.v1.Compression
 	3,  // 12: megha.v1.JobStatus.state:type_name -> megha.v1.JobState
-	55, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
-	55, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
-	55, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	55, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
-	14, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
-	6,  // 18: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
-	15, // 19: megha.v1.Job.status:type_name -> megha.v1.JobStatus
-	6,  // 20: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
-	16, // 21: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
+	63, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
+	63, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
+	63, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	63, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
+	7,  // 18: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
+	16, // 19: megha.v1.Job.status:type_name -> megha.v1.JobStatus
+	7,  // 20: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
+	17, // 21: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
 	3,  // 22: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
-	16, // 23: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
-	16, // 24: megha.v1.JobEvent.job:type_name -> megha.v1.Job
-	25, // 25: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
+	17, // 23: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
+	17, // 24: megha.v1.JobEvent.job:type_name -> megha.v1.Job
+	26, // 25: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
 	4,  // 26: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
-	55, // 27: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
-	55, // 28: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
-	27, // 29: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
-	55, // 30: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
-	25, // 31: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
-	27, // 32: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
-	25, // 33: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
-	14, // 34: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
-	4,  // 35: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
-	26, // 36: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
-	28, // 37: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
-	5,  // 38: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
-	41, // 39: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
-	41, // 40: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
-	54, // 41: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
-	41, // 42: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
-	41, // 43: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
-	17, // 44: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
-	19, // 45: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
-	20, // 46: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
-	22, // 47: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
-	23, // 48: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
-	29, // 49: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
-	31, // 50: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
-	33, // 51: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
-	35, // 52: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
-	37, // 53: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
-	39, // 54: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
-	42, // 55: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
-	44, // 56: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
-	46, // 57: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
-	48, // 58: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
-	50, // 59: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
-	18, // 60: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
-	16, // 61: megha.v1.JobService.Get:output_type -> megha.v1.Job
-	21, // 62: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
-	16, // 63: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
-	24, // 64: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
-	30, // 65: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
-	32, // 66: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
-	34, // 67: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
-	36, // 68: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
-	38, // 69: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
-	40, // 70: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
-	43, // 71: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
-	45, // 72: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
-	47, // 73: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
-	49, // 74: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
-	51, // 75: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
-	60, // [60:76] is the sub-list for method output_type
-	44, // [44:60] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	63, // 27: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
+	63, // 28: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
+	28, // 29: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
+	63, // 30: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
+	26, // 31: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
+	28, // 32: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
+	26, // 33: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
+	5,  // 34: megha.v1.Task.state:type_name -> megha.v1.TaskState
+	63, // 35: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
+	63, // 36: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	63, // 37: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	61, // 38: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
+	15, // 39: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
+	5,  // 40: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
+	35, // 41: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
+	4,  // 42: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
+	27, // 43: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
+	29, // 44: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
+	6,  // 45: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
+	48, // 46: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
+	48, // 47: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
+	62, // 48: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
+	48, // 49: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
+	48, // 50: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
+	18, // 51: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
+	20, // 52: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
+	21, // 53: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
+	23, // 54: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
+	24, // 55: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
+	43, // 56: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
+	41, // 57: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
+	30, // 58: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
+	32, // 59: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
+	34, // 60: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
+	37, // 61: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
+	39, // 62: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
+	45, // 63: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
+	47, // 64: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
+	49, // 65: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
+	51, // 66: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
+	53, // 67: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
+	55, // 68: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
+	57, // 69: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
+	19, // 70: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
+	17, // 71: megha.v1.JobService.Get:output_type -> megha.v1.Job
+	22, // 72: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
+	17, // 73: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
+	25, // 74: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
+	44, // 75: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
+	42, // 76: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
+	31, // 77: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
+	33, // 78: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
+	36, // 79: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
+	38, // 80: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
+	40, // 81: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
+	46, // 82: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
+	42, // 83: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
+	50, // 84: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
+	52, // 85: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
+	54, // 86: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
+	56, // 87: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
+	58, // 88: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
+	70, // [70:89] is the sub-list for method output_type
+	51, // [51:70] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_megha_proto_init() }
@@ -3773,10 +4424,10 @@ func file_megha_v1_megha_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_megha_proto_rawDesc), len(file_megha_v1_megha_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   49,
+			NumEnums:      7,
+			NumMessages:   56,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_megha_v1_megha_proto_goTypes,
 		DependencyIndexes: file_megha_v1_megha_proto_depIdxs,

@@ -28,11 +28,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_Submit_FullMethodName = "/megha.v1.JobService/Submit"
-	JobService_Get_FullMethodName    = "/megha.v1.JobService/Get"
-	JobService_List_FullMethodName   = "/megha.v1.JobService/List"
-	JobService_Cancel_FullMethodName = "/megha.v1.JobService/Cancel"
-	JobService_Watch_FullMethodName  = "/megha.v1.JobService/Watch"
+	JobService_Submit_FullMethodName    = "/megha.v1.JobService/Submit"
+	JobService_Get_FullMethodName       = "/megha.v1.JobService/Get"
+	JobService_List_FullMethodName      = "/megha.v1.JobService/List"
+	JobService_Cancel_FullMethodName    = "/megha.v1.JobService/Cancel"
+	JobService_Watch_FullMethodName     = "/megha.v1.JobService/Watch"
+	JobService_ListTasks_FullMethodName = "/megha.v1.JobService/ListTasks"
+	JobService_Logs_FullMethodName      = "/megha.v1.JobService/Logs"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -46,6 +48,9 @@ type JobServiceClient interface {
 	List(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	Cancel(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*Job, error)
 	Watch(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[JobEvent], error)
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
+	// Logs streams a task's output from the worker that runs it.
+	Logs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
 }
 
 type jobServiceClient struct {
@@ -115,6 +120,35 @@ func (c *jobServiceClient) Watch(ctx context.Context, in *WatchJobRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchClient = grpc.ServerStreamingClient[JobEvent]
 
+func (c *jobServiceClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksResponse)
+	err := c.cc.Invoke(ctx, JobService_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) Logs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &JobService_ServiceDesc.Streams[1], JobService_Logs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TaskLogsRequest, LogChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_LogsClient = grpc.ServerStreamingClient[LogChunk]
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -126,6 +160,9 @@ type JobServiceServer interface {
 	List(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	Cancel(context.Context, *CancelJobRequest) (*Job, error)
 	Watch(*WatchJobRequest, grpc.ServerStreamingServer[JobEvent]) error
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
+	// Logs streams a task's output from the worker that runs it.
+	Logs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -150,6 +187,12 @@ func (UnimplementedJobServiceServer) Cancel(context.Context, *CancelJobRequest) 
 }
 func (UnimplementedJobServiceServer) Watch(*WatchJobRequest, grpc.ServerStreamingServer[JobEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedJobServiceServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedJobServiceServer) Logs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -255,6 +298,35 @@ func _JobService_Watch_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_WatchServer = grpc.ServerStreamingServer[JobEvent]
 
+func _JobService_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TaskLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobServiceServer).Logs(m, &grpc.GenericServerStream[TaskLogsRequest, LogChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type JobService_LogsServer = grpc.ServerStreamingServer[LogChunk]
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,11 +350,20 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Cancel",
 			Handler:    _JobService_Cancel_Handler,
 		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _JobService_ListTasks_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _JobService_Watch_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Logs",
+			Handler:       _JobService_Logs_Handler,
 			ServerStreams: true,
 		},
 	},
@@ -581,6 +662,119 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Assignments",
 			Handler:       _WorkerService_Assignments_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "megha/v1/megha.proto",
+}
+
+const (
+	AgentService_TaskLogs_FullMethodName = "/megha.v1.AgentService/TaskLogs"
+)
+
+// AgentServiceClient is the client API for AgentService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AgentService is served by each worker agent on its advertised address,
+// for the coordinator: the output of the tasks it runs. Calls carry the
+// agent key the worker gave at registration.
+type AgentServiceClient interface {
+	TaskLogs(ctx context.Context, in *AgentLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+}
+
+type agentServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAgentServiceClient(cc grpc.ClientConnInterface) AgentServiceClient {
+	return &agentServiceClient{cc}
+}
+
+func (c *agentServiceClient) TaskLogs(ctx context.Context, in *AgentLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[0], AgentService_TaskLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AgentLogsRequest, LogChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_TaskLogsClient = grpc.ServerStreamingClient[LogChunk]
+
+// AgentServiceServer is the server API for AgentService service.
+// All implementations must embed UnimplementedAgentServiceServer
+// for forward compatibility.
+//
+// AgentService is served by each worker agent on its advertised address,
+// for the coordinator: the output of the tasks it runs. Calls carry the
+// agent key the worker gave at registration.
+type AgentServiceServer interface {
+	TaskLogs(*AgentLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	mustEmbedUnimplementedAgentServiceServer()
+}
+
+// UnimplementedAgentServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAgentServiceServer struct{}
+
+func (UnimplementedAgentServiceServer) TaskLogs(*AgentLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
+func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeAgentServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AgentServiceServer will
+// result in compilation errors.
+type UnsafeAgentServiceServer interface {
+	mustEmbedUnimplementedAgentServiceServer()
+}
+
+func RegisterAgentServiceServer(s grpc.ServiceRegistrar, srv AgentServiceServer) {
+	// If the following call pancis, it indicates UnimplementedAgentServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AgentService_ServiceDesc, srv)
+}
+
+func _AgentService_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AgentLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServiceServer).TaskLogs(m, &grpc.GenericServerStream[AgentLogsRequest, LogChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_TaskLogsServer = grpc.ServerStreamingServer[LogChunk]
+
+// AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AgentService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "megha.v1.AgentService",
+	HandlerType: (*AgentServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "TaskLogs",
+			Handler:       _AgentService_TaskLogs_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,71 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"context"
+	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+func (e *jobEndpoint) ListTasks(ctx context.Context, req *meghav1.ListTasksRequest) (*meghav1.ListTasksResponse, error) {
+	if _, err := e.visibleJob(ctx, req.JobId); err != nil {
+		return nil, toStatus(err)
+	}
+	return &meghav1.ListTasksResponse{Tasks: e.s.node.fsm.State().Tasks(req.JobId)}, nil
+}
+
+// Logs relays a task's output from the worker that runs (or ran) it: the
+// newest attempt of the requested rank. The coordinator calls the worker's
+// AgentService with the key the worker gave at registration; users never
+// talk to workers directly.
+func (e *jobEndpoint) Logs(req *meghav1.TaskLogsRequest, stream grpc.ServerStreamingServer[meghav1.LogChunk]) error {
+	ctx := stream.Context()
+	if _, err := e.visibleJob(ctx, req.JobId); err != nil {
+		return toStatus(err)
+	}
+	st := e.s.node.fsm.State()
+	var task *meghav1.Task
+	for _, t := range st.Tasks(req.JobId) {
+		if t.Rank == req.Rank {
+			task = t // sorted by attempt: the last one wins
+		}
+	}
+	if task == nil {
+		return status.Errorf(codes.NotFound, "job %s has no task for rank %d yet; `megha status %s` shows whether it has been placed", req.JobId, req.Rank, req.JobId)
+	}
+	w, ok := st.Worker(task.WorkerId)
+	if !ok || w.AdvertiseAddr == "" {
+		return status.Errorf(codes.FailedPrecondition, "worker %s of task %s has no address for logs (started without --advertise)", task.WorkerId, task.Id)
+	}
+	cc, err := grpc.NewClient(w.AdvertiseAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return toStatus(err)
+	}
+	defer cc.Close()
+	actx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+w.AgentKey)
+	src, err := meghav1.NewAgentServiceClient(cc).TaskLogs(actx, &meghav1.AgentLogsRequest{
+		TaskId: task.Id, Stream: req.Stream, Follow: req.Follow, Tail: req.Tail})
+	if err != nil {
+		return fmt.Errorf("logs from worker %s: %w", task.WorkerId, err)
+	}
+	for {
+		chunk, err := src.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return status.Errorf(status.Code(err), "logs from worker %s at %s: %s", task.WorkerId, w.AdvertiseAddr, status.Convert(err).Message())
+		}
+		chunk.Rank = task.Rank
+		if err := stream.Send(chunk); err != nil {
+			return err
+		}
+	}
+}
