@@ -109,3 +109,36 @@ func (c *Client) Watch(ctx context.Context, id string, fn func(*meghav1.Job) err
 		}
 	})
 }
+
+// ListTasks returns a job's tasks.
+func (c *Client) ListTasks(ctx context.Context, jobID string) ([]*meghav1.Task, error) {
+	var resp *meghav1.ListTasksResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = meghav1.NewJobServiceClient(cc).ListTasks(ctx, &meghav1.ListTasksRequest{JobId: jobID})
+		return err
+	})
+	return resp.GetTasks(), err
+}
+
+// Logs streams a task's output into fn until it ends (or, with follow,
+// until ctx ends).
+func (c *Client) Logs(ctx context.Context, req *meghav1.TaskLogsRequest, fn func(*meghav1.LogChunk) error) error {
+	return c.stream(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		s, err := meghav1.NewJobServiceClient(cc).Logs(ctx, req)
+		if err != nil {
+			return err
+		}
+		for {
+			ch, err := s.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := fn(ch); err != nil {
+				return err
+			}
+		}
+	})
+}

@@ -92,3 +92,34 @@ func recvErr(s HeartbeatStream, sendErr error) error {
 	}
 	return sendErr
 }
+
+// AssignmentStream is an open stream of a worker's assignments.
+type AssignmentStream = grpc.ServerStreamingClient[meghav1.Assignment]
+
+// Assignments opens a worker's assignment stream on the leader. It lives
+// until ctx ends.
+func (c *Client) Assignments(ctx context.Context, req *meghav1.AssignmentsRequest) (AssignmentStream, error) {
+	var stream AssignmentStream
+	err := c.stream(ctx, func(_ context.Context, cc *grpc.ClientConn) error {
+		s, err := meghav1.NewWorkerServiceClient(cc).Assignments(ctx, req)
+		if err != nil {
+			return err
+		}
+		// Surface a follower's refusal now: headers arrive with the first
+		// message or the status.
+		if _, err := s.Header(); err != nil {
+			return err
+		}
+		stream = s
+		return nil
+	})
+	return stream, err
+}
+
+// ReportProgress sends a worker's news about a task.
+func (c *Client) ReportProgress(ctx context.Context, r *meghav1.ProgressReport) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := meghav1.NewWorkerServiceClient(cc).ReportProgress(ctx, r)
+		return err
+	})
+}

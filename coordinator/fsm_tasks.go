@@ -126,7 +126,7 @@ func (s *State) applyUpdateTask(index uint64, c *meghav1.UpdateTaskCommand) (*Ap
 		return nil, fmt.Errorf("%w: task %s belongs to %s epoch %d", ErrStaleEpoch, t.Id, t.WorkerId, t.WorkerEpoch)
 	}
 	if !scheduler.Live(t.State) {
-		return nil, fmt.Errorf("%w: task %s is %s", ErrJobTerminal, t.Id, t.State)
+		return nil, fmt.Errorf("%w: %s is %s", ErrTaskFinished, t.Id, t.State)
 	}
 	switch c.State {
 	case meghav1.TaskState_TASK_STATE_RUNNING, meghav1.TaskState_TASK_STATE_SUCCEEDED, meghav1.TaskState_TASK_STATE_FAILED:
@@ -214,4 +214,15 @@ func (s *State) loseWorkerTasksLocked(index uint64, workerID string, at *timesta
 			s.putJobLocked(j)
 		}
 	}
+}
+
+// WorkerTasksIDs returns the IDs of every task a worker was given.
+func (s *State) WorkerTasksIDs(workerID string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.byWorker[workerID]))
+	for id := range s.byWorker[workerID] {
+		out = append(out, id)
+	}
+	return out
 }

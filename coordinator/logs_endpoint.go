@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"errors"
-	"fmt"
 	"io"
 
 	"context"
@@ -53,7 +52,7 @@ func (e *jobEndpoint) Logs(req *meghav1.TaskLogsRequest, stream grpc.ServerStrea
 	src, err := meghav1.NewAgentServiceClient(cc).TaskLogs(actx, &meghav1.AgentLogsRequest{
 		TaskId: task.Id, Stream: req.Stream, Follow: req.Follow, Tail: req.Tail})
 	if err != nil {
-		return fmt.Errorf("logs from worker %s: %w", task.WorkerId, err)
+		return workerErr(task.WorkerId, w.AdvertiseAddr, err)
 	}
 	for {
 		chunk, err := src.Recv()
@@ -61,11 +60,22 @@ func (e *jobEndpoint) Logs(req *meghav1.TaskLogsRequest, stream grpc.ServerStrea
 			return nil
 		}
 		if err != nil {
-			return status.Errorf(status.Code(err), "logs from worker %s at %s: %s", task.WorkerId, w.AdvertiseAddr, status.Convert(err).Message())
+			return workerErr(task.WorkerId, w.AdvertiseAddr, err)
 		}
 		chunk.Rank = task.Rank
 		if err := stream.Send(chunk); err != nil {
 			return err
 		}
 	}
+}
+
+// workerErr reports a failure reaching a worker. An unreachable worker is
+// FailedPrecondition, not Unavailable: the coordinator is fine, and clients
+// must not retry the call elsewhere as if it were not.
+func workerErr(workerID, addr string, err error) error {
+	code := status.Code(err)
+	if code == codes.Unavailable || code == codes.Unknown {
+		code = codes.FailedPrecondition
+	}
+	return status.Errorf(code, "logs from worker %s at %s: %s", workerID, addr, status.Convert(err).Message())
 }

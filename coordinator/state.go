@@ -48,6 +48,9 @@ func NewState() *State {
 		members:    make(map[string]*meghav1.Member),
 		workers:    make(map[string]*meghav1.Worker),
 		throughput: make(map[string]*meghav1.GPUModelThroughput),
+		tasks:      make(map[string]*meghav1.Task),
+		byJob:      make(map[string]map[string]struct{}),
+		byWorker:   make(map[string]map[string]struct{}),
 		changed:    make(chan struct{}),
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/client"
+	"github.com/megha-ml/megha/worker/runtime"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -35,7 +36,9 @@ var Version = "dev"
 
 // Config configures an agent.
 type Config struct {
-	Client        *client.Client
+	Client *client.Client
+	// Coordinators are the addresses handed to tasks (MEGHA_COORDINATOR).
+	Coordinators  []string
 	LeaseID       string
 	DataDir       string // keeps the worker's ID across restarts
 	Host          string
@@ -45,6 +48,11 @@ type Config struct {
 	Logger        *slog.Logger
 	// MaxBackoff caps the wait between attempts to reach the coordinator.
 	MaxBackoff time.Duration
+	// Runtime runs assigned tasks; default the process runtime.
+	Runtime runtime.Runtime
+	// Listen, when set, is where the agent serves task logs to the
+	// coordinator; AdvertiseAddr defaults to the address it binds.
+	Listen string
 }
 
 // Agent is a running worker agent.
@@ -55,6 +63,10 @@ type Agent struct {
 	mu    sync.Mutex
 	id    string
 	epoch uint64
+
+	tasks  *tasks
+	key    string // authenticates the coordinator to the agent server
+	server *agentServer
 }
 
 // New returns an agent; Run starts it.
@@ -71,12 +83,34 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Host == "" {
 		cfg.Host, _ = os.Hostname()
 	}
+	if cfg.Runtime == nil {
+		cfg.Runtime = runtime.NewProcessRuntime(runtime.ProcessConfig{})
+	}
+	if cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "megha-worker")
+		if err != nil {
+			return nil, err
+		}
+		cfg.DataDir = dir
+	}
 	a := &Agent{cfg: cfg, logger: cfg.Logger.With("component", "worker")}
 	id, err := loadID(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	a.id = id
+	key := make([]byte, 24)
+	_, _ = rand.Read(key)
+	a.key = hex.EncodeToString(key)
+	a.tasks = newTasks(a, cfg.Runtime)
+	if cfg.Listen != "" {
+		if a.server, err = newAgentServer(a, cfg.Listen); err != nil {
+			return nil, err
+		}
+		if a.cfg.AdvertiseAddr == "" || strings.HasSuffix(a.cfg.AdvertiseAddr, ":0") {
+			a.cfg.AdvertiseAddr = a.server.addr
+		}
+	}
 	return a, nil
 }
 
@@ -121,6 +155,9 @@ func loadID(dataDir string) (string, error) {
 // Run registers and heartbeats until ctx ends, then leaves. It returns an
 // error only for what retrying cannot fix (a refused token or lease).
 func (a *Agent) Run(ctx context.Context) error {
+	if a.server != nil {
+		defer a.server.close()
+	}
 	for ctx.Err() == nil {
 		if err := a.register(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -128,10 +165,21 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if err := a.heartbeat(ctx); err != nil && ctx.Err() == nil {
+		// Tasks belong to an epoch: when it ends (declared lost, told to
+		// register again) they are stopped, since the coordinator has
+		// already given their ranks to others.
+		ectx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.tasks.follow(ectx, a.Epoch()) }()
+		err := a.heartbeat(ctx)
+		cancel()
+		<-done
+		if ctx.Err() == nil {
 			a.logger.Warn("registering again", "reason", err)
+			a.tasks.stopAll("this worker's registration ended")
 		}
 	}
+	a.tasks.stopAll("worker shutting down")
 	a.leave()
 	return nil
 }
@@ -152,7 +200,7 @@ func (a *Agent) register(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		req := &meghav1.RegisterWorkerRequest{
 			WorkerId: a.ID(), LeaseId: a.cfg.LeaseID, Host: a.cfg.Host, AdvertiseAddr: a.cfg.AdvertiseAddr,
-			Version: Version, Gpus: a.cfg.GPUs, Throughput: a.cfg.Throughput,
+			Version: Version, Gpus: a.cfg.GPUs, Throughput: a.cfg.Throughput, AgentKey: a.key,
 		}
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := a.cfg.Client.RegisterWorker(actx, req)

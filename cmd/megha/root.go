@@ -57,6 +57,7 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newClusterCmd(g),
 		newWorkerCmd(g),
 		newWorkersCmd(g),
+		newLogsCmd(g),
 	)
 	return root
 }

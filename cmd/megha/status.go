@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
@@ -39,6 +40,18 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), job)
 			}
 			describeJob(cmd.OutOrStdout(), job)
+			if tasks, err := c.ListTasks(ctx, job.Id); err == nil && len(tasks) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout())
+				rows := make([][]string, 0, len(tasks))
+				for _, t := range tasks {
+					exit := "-"
+					if t.FinishedAt != nil {
+						exit = fmt.Sprint(t.ExitCode)
+					}
+					rows = append(rows, []string{fmt.Sprint(t.Rank), t.Id, t.WorkerId, taskState(t.State), exit, orDash(t.Error)})
+				}
+				return table(cmd.OutOrStdout(), []string{"RANK", "TASK", "WORKER", "STATE", "EXIT", "ERROR"}, rows)
+			}
 			return nil
 		},
 	}
@@ -100,4 +113,8 @@ func describeJob(w io.Writer, j *meghav1.Job) {
 	if s.GetLastError() != "" {
 		fmt.Fprintf(w, "Last error:  %s\n", s.GetLastError())
 	}
+}
+
+func taskState(s meghav1.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
 }

@@ -13,11 +13,13 @@ import (
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/worker"
 	"github.com/megha-ml/megha/worker/gpu"
+	"github.com/megha-ml/megha/worker/runtime"
 	"github.com/spf13/cobra"
 )
 
 type workerFlags struct {
 	lease, dataDir, emulate, advertise string
+	listen                             string
 	logLevel, logFormat                string
 	calibrate                          time.Duration
 }
@@ -43,7 +45,8 @@ come from megha's catalog and are marked emulated everywhere they show.`,
 	fl.StringVar(&f.lease, "lease", "", "the market lease this machine was started for")
 	fl.StringVar(&f.dataDir, "data-dir", "", "where the worker keeps its ID and task files (default ./megha-data/worker)")
 	fl.StringVar(&f.emulate, "emulate-gpu", "", "report emulated GPUs from the catalog instead of real ones, e.g. H100x2 (models: "+joinIDs()+")")
-	fl.StringVar(&f.advertise, "advertise", "", "host:port where peers reach this worker for collective traffic")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address to serve task logs to the coordinator on (port 0 picks one)")
+	fl.StringVar(&f.advertise, "advertise", "", "host:port where the coordinator and peers reach this worker (default: the --listen address as bound)")
 	fl.DurationVar(&f.calibrate, "calibrate", 300*time.Millisecond, "how long the throughput probe runs at start")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -97,7 +100,13 @@ func runWorker(cmd *cobra.Command, g *globals, f *workerFlags) error {
 	tp := worker.Calibrate(f.calibrate, inv.Source == "emulated")
 	logger.Info("calibrated", "probe", tp.Probe, "samples_per_second", int(tp.SamplesPerSecond), "emulated", tp.Emulated)
 
-	a, err := worker.New(worker.Config{Client: c, LeaseID: f.lease, DataDir: f.dataDir, AdvertiseAddr: f.advertise,
+	// Orphans of tasks come back to the worker, which reaps them, so that
+	// stopping a task leaves no zombies behind.
+	if err := runtime.EnableSubreaper(); err != nil {
+		logger.Warn("cannot become a child subreaper; a task's orphans will be left to init", "error", err)
+	}
+	a, err := worker.New(worker.Config{Client: c, Coordinators: []string{g.coordinator}, LeaseID: f.lease,
+		DataDir: f.dataDir, AdvertiseAddr: f.advertise, Listen: f.listen,
 		GPUs: gpus, Throughput: tp, Logger: logger})
 	if err != nil {
 		return err
