@@ -95,8 +95,14 @@ func (ts *tasks) handle(ctx context.Context, epoch uint64, as *meghav1.Assignmen
 		ts.report(epoch, t, meghav1.TaskState_TASK_STATE_FAILED, -1, err.Error())
 		return
 	}
+	ps, err := ts.serveProgress(epoch, t)
+	if err != nil {
+		ts.report(epoch, t, meghav1.TaskState_TASK_STATE_FAILED, -1, err.Error())
+		return
+	}
 	h, err := ts.rt.Start(ctx, t)
 	if err != nil {
+		ps.close()
 		ts.report(epoch, t, meghav1.TaskState_TASK_STATE_FAILED, -1, err.Error())
 		return
 	}
@@ -109,6 +115,7 @@ func (ts *tasks) handle(ctx context.Context, epoch uint64, as *meghav1.Assignmen
 	go func() {
 		defer ts.wg.Done()
 		res, err := h.Wait(context.Background())
+		ps.close()
 		ts.mu.Lock()
 		delete(ts.running, t.ID)
 		ts.mu.Unlock()

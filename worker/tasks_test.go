@@ -130,3 +130,23 @@ func TestLostWorkersRankMovesToAnother(t *testing.T) {
 		t.Fatalf("tasks %v, job %v", tasks, jobState(s, r.Job.Id))
 	}
 }
+
+func TestTaskReportsProgressThroughItsSocket(t *testing.T) {
+	s := startCoordinator(t)
+	startAgent(t, s, "EMU-0")
+	c := newClient(t, tenantTok, s.Addr())
+	script := `python3 -c 'import os,socket
+s=socket.socket(socket.AF_UNIX); s.connect(os.environ["MEGHA_WORKER_SOCKET"])
+f=s.makefile("rw")
+f.write("{\"round\": 3, \"loss\": 2.5}\n"); f.flush(); assert f.readline().strip()=="ok"
+f.write("not json\n"); f.flush(); assert f.readline().startswith("error:")'`
+	r, err := c.Submit(context.Background(), commandJob("progress", 1, script), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "job succeeded with progress", 20*time.Second, func() bool {
+		j, _ := s.Node().FSM().State().Job(r.Job.Id)
+		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED && j.Status.Progress.GetRound() == 3 &&
+			j.Status.Progress.GetLoss() == 2.5
+	})
+}
