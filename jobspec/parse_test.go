@@ -308,7 +308,7 @@ line 8, column 26: resources.gpu_models[1]: "H100-SXM" is already listed at reso
 
 func TestLoadDefaultedFieldHasNoPosition(t *testing.T) {
 	_, err := Load([]byte("name: a\nmodel: {builtin: mlp-tiny}\ndata: {dataset: synthetic}\n"))
-	want := "stop: a train job needs at least one stop condition; set stop.rounds, stop.tokens or stop.target_loss"
+	want := "stop: a train job of a built-in model needs at least one stop condition; set stop.rounds, stop.tokens or stop.target_loss"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Load error:\n%v\nwant:\n%s", err, want)
 	}

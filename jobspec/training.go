@@ -66,7 +66,10 @@ func (v *validator) sync(s *meghav1.SyncSpec) {
 	}
 }
 
-func (v *validator) stop(s *meghav1.StopCondition) {
+// stop checks the stop conditions. A train job of a built-in model needs
+// one; a user's command decides for itself when it is done (its exit), so
+// for it they are optional.
+func (v *validator) stop(s *meghav1.StopCondition, builtin bool) {
 	if v.serve && s != nil && !isEmpty(s) {
 		v.add("stop", "a serve job runs until it is cancelled; remove stop")
 	}
@@ -79,8 +82,8 @@ func (v *validator) stop(s *meghav1.StopCondition) {
 		v.add("stop.target_loss", "must be a finite number, got %s; it is the training loss at which to stop, such as 2.5", fmtFloat(loss))
 	case loss < 0:
 		v.add("stop.target_loss", "must be greater than 0, got %s; it is the training loss at which to stop, such as 2.5", fmtFloat(loss))
-	case s.GetRounds() == 0 && s.GetTokens() == 0 && loss == 0:
-		v.add("stop", "a train job needs at least one stop condition; set stop.rounds, stop.tokens or stop.target_loss")
+	case builtin && s.GetRounds() == 0 && s.GetTokens() == 0 && loss == 0:
+		v.add("stop", "a train job of a built-in model needs at least one stop condition; set stop.rounds, stop.tokens or stop.target_loss")
 	}
 }
 

@@ -72,7 +72,7 @@ func Validate(spec *meghav1.JobSpec) error {
 	v.data(spec.Data, spec.GetModel().GetBuiltin() != "")
 	v.resources(spec.Resources)
 	v.sync(spec.Sync)
-	v.stop(spec.Stop)
+	v.stop(spec.Stop, spec.GetModel().GetBuiltin() != "")
 	v.checkpoint(spec.Checkpoint)
 	if m := spec.GetBudget().GetMaxSpendMicros(); m < 0 {
 		v.add("budget.max_spend", "must not be negative, got %s; set the most the job may spend in US dollars, or 0 for no cap", FormatUSD(m))

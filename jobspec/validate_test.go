@@ -167,7 +167,7 @@ func TestValidateErrors(t *testing.T) {
 		{"error feedback without compression", func(s *meghav1.JobSpec) { s.Sync.ErrorFeedback = true }, "sync.error_feedback",
 			"corrects the error of lossy compression, and there is none; set sync.compression to fp16 or int8, or remove error_feedback"},
 		{"no stop condition", func(s *meghav1.JobSpec) { s.Stop = nil }, "stop",
-			"a train job needs at least one stop condition; set stop.rounds, stop.tokens or stop.target_loss"},
+			"a train job of a built-in model needs at least one stop condition; set stop.rounds, stop.tokens or stop.target_loss"},
 		{"negative target loss", func(s *meghav1.JobSpec) { s.Stop.TargetLoss = -1 }, "stop.target_loss",
 			"must be greater than 0, got -1; it is the training loss at which to stop, such as 2.5"},
 		{"infinite target loss", func(s *meghav1.JobSpec) { s.Stop.TargetLoss = math.Inf(1) }, "stop.target_loss",

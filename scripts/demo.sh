@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh — megha's main path on one machine, no flags needed.
 #
-# Until `megha demo` exists (it arrives with the worker, trainer and market
-# issues), this starts a local one-node coordinator, submits the example
-# training job, shows it through the CLI, cancels it, and stops. Nothing
-# trains yet: the job waits in `pending` because no market or workers exist.
+# Until `megha demo` exists (it arrives with the trainer and market issues),
+# this starts a local one-node coordinator and two worker agents with
+# emulated GPUs, runs a user command across both (logs, status), submits the
+# example training job (which waits: the built-in trainer is the next
+# issue), shows a refused spec, and stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +13,14 @@ BIN=${BIN:-bin/megha}
 SPEC=${SPEC:-examples/train-tiny.yaml}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/megha-demo.XXXXXX")
 COORD_PID=""
+WORKER_PIDS=""
 cleanup() {
-  if [ -n "$COORD_PID" ] && kill -0 "$COORD_PID" 2>/dev/null; then
-    kill -TERM "$COORD_PID" 2>/dev/null || true
-    wait "$COORD_PID" 2>/dev/null || true
-  fi
+  for p in $WORKER_PIDS $COORD_PID; do
+    if kill -0 "$p" 2>/dev/null; then
+      kill -TERM "$p" 2>/dev/null || true
+      wait "$p" 2>/dev/null || true
+    fi
+  done
   if [ "${KEEP:-}" = "" ]; then rm -rf "$WORK"; else echo "kept $WORK"; fi
 }
 trap cleanup EXIT
@@ -40,6 +44,31 @@ echo "coordinator serving on $ADDR (pid $COORD_PID)"
 
 step "megha cluster members"
 "$BIN" cluster members
+
+step "Starting two worker agents with emulated GPUs (this machine has no NVIDIA driver)"
+for gpu in H100x1 A100-80GBx1; do
+  "$BIN" worker --emulate-gpu "$gpu" --data-dir "$WORK/worker-$gpu" --log-level warn 2>"$WORK/worker-$gpu.log" &
+  WORKER_PIDS="$WORKER_PIDS $!"
+done
+for _ in $(seq 1 200); do
+  [ "$("$BIN" workers -o json | grep -c '"id"')" -ge 2 ] && break
+  sleep 0.05
+done
+
+step "megha workers"
+"$BIN" workers
+
+step "megha submit examples/hello-workers.yaml   (your own command, on both workers)"
+OUT=$("$BIN" submit examples/hello-workers.yaml)
+echo "$OUT"
+HELLO=$(echo "$OUT" | sed -nE 's/^Submitted job ([^ ]+).*/\1/p')
+"$BIN" status --watch "$HELLO"
+
+step "megha status $HELLO"
+"$BIN" status "$HELLO"
+
+step "megha logs --rank 1 $HELLO"
+"$BIN" logs --rank 1 "$HELLO"
 
 step "megha submit --dry-run $SPEC   (the spec with defaults filled)"
 "$BIN" submit --dry-run "$SPEC"
@@ -67,9 +96,9 @@ resources:
 YAML
 "$BIN" submit "$WORK/broken.yaml" || true
 
-step "megha cancel $JOB"
+step "megha cancel $JOB   (the built-in trainer is the next issue: it would wait)"
 "$BIN" cancel "$JOB" --reason "demo finished"
 
 echo
-echo "Done. Training itself arrives with the worker, trainer and market issues;"
-echo "see the README's roadmap."
+echo "Done. The built-in trainer, the market and checkpoints arrive with the next"
+echo "issues; see the README's roadmap."

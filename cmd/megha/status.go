@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,8 +40,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if g.output == "json" {
 				return printJSON(cmd.OutOrStdout(), job)
 			}
-			describeJob(cmd.OutOrStdout(), job)
-			if tasks, err := c.ListTasks(ctx, job.Id); err == nil && len(tasks) > 0 {
+			tasks, _ := c.ListTasks(ctx, job.Id)
+			describeJob(cmd.OutOrStdout(), job, tasks)
+			if len(tasks) > 0 {
 				fmt.Fprintln(cmd.OutOrStdout())
 				rows := make([][]string, 0, len(tasks))
 				for _, t := range tasks {
@@ -63,16 +65,22 @@ func newStatusCmd(g *globals) *cobra.Command {
 // watchJob prints each new state of the job until it finishes; the exit
 // code is 0 only if it succeeded.
 func watchJob(cmd *cobra.Command, g *globals, c *client.Client, id string) error {
-	var last *meghav1.Job
+	var (
+		last     *meghav1.Job
+		lastLine string
+	)
 	err := c.Watch(cmd.Context(), id, func(j *meghav1.Job) error {
 		last = j
 		if g.output == "json" {
 			return printJSON(cmd.OutOrStdout(), j)
 		}
 		p := j.Status.GetProgress()
-		fmt.Fprintf(cmd.OutOrStdout(), "%s  %-10s round %d  step %d  loss %s  spend %s\n",
-			time.Now().Format("15:04:05"), jobstate.Name(j.Status.GetState()), p.GetRound(), p.GetStep(),
-			loss(p.GetLoss()), usd(j.Status.GetSpendMicros()))
+		line := fmt.Sprintf("%-10s round %d  step %d  loss %s  spend %s", jobstate.Name(j.Status.GetState()),
+			p.GetRound(), p.GetStep(), loss(p.GetLoss()), usd(j.Status.GetSpendMicros()))
+		if line != lastLine { // a change this view does not show is not news
+			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", time.Now().Format("15:04:05"), line)
+			lastLine = line
+		}
 		return nil
 	})
 	if err != nil {
@@ -84,19 +92,25 @@ func watchJob(cmd *cobra.Command, g *globals, c *client.Client, id string) error
 	return nil
 }
 
-func describeJob(w io.Writer, j *meghav1.Job) {
+func describeJob(w io.Writer, j *meghav1.Job, tasks []*meghav1.Task) {
 	s, p := j.Status, j.Status.GetProgress()
 	spec := j.Spec
 	model := spec.GetModel().GetBuiltin()
 	if model == "" {
-		model = fmt.Sprint(spec.GetModel().GetCommand())
+		model = argv(spec.GetModel().GetCommand())
+	}
+	live := 0
+	for _, t := range tasks {
+		if t.State == meghav1.TaskState_TASK_STATE_ASSIGNED || t.State == meghav1.TaskState_TASK_STATE_RUNNING {
+			live++
+		}
 	}
 	fmt.Fprintf(w, "ID:          %s\n", j.Id)
 	fmt.Fprintf(w, "Name:        %s\n", spec.GetName())
 	fmt.Fprintf(w, "Tenant:      %s\n", j.Tenant)
 	fmt.Fprintf(w, "State:       %s\n", jobstate.Name(s.GetState()))
 	fmt.Fprintf(w, "Model:       %s\n", model)
-	fmt.Fprintf(w, "Workers:     %d live / %d wanted\n", p.GetWorkers(), spec.GetResources().GetWorkers())
+	fmt.Fprintf(w, "Workers:     %d running / %d wanted\n", live, spec.GetResources().GetWorkers())
 	fmt.Fprintf(w, "Progress:    round %d, step %d, %d tokens\n", p.GetRound(), p.GetStep(), p.GetTokens())
 	fmt.Fprintf(w, "Loss:        train %s, validation %s\n", loss(p.GetLoss()), loss(p.GetValLoss()))
 	budget := "no cap"
@@ -117,4 +131,21 @@ func describeJob(w io.Writer, j *meghav1.Job) {
 
 func taskState(s meghav1.TaskState) string {
 	return strings.ToLower(strings.TrimPrefix(s.String(), "TASK_STATE_"))
+}
+
+// argv renders a command on one line, quoting arguments that need it, cut
+// at 100 characters.
+func argv(args []string) string {
+	parts := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n\"'$") {
+			a = strconv.Quote(a)
+		}
+		parts[i] = a
+	}
+	s := strings.Join(parts, " ")
+	if len(s) > 100 {
+		s = s[:97] + "..."
+	}
+	return s
 }
