@@ -211,6 +211,14 @@ func TestCLIClusterMembers(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "n1") || !strings.Contains(r.stdout, "leader") || !strings.Contains(r.stdout, addr) {
 		t.Fatalf("members: %+v", r)
 	}
+	r = run(t, addr, "admin-token-0123456789", "workers")
+	if r.code != 0 || !strings.Contains(r.stdout, "No workers.") {
+		t.Fatalf("workers: %+v", r)
+	}
+	r = run(t, addr, "admin-token-0123456789", "logs", "nope-123")
+	if r.code == 0 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("logs of an unknown job: %+v", r)
+	}
 	r = run(t, addr, "admin-token-0123456789", "cluster", "raft-stats", "-o", "json")
 	if r.code != 0 || !strings.Contains(r.stdout, `"state": "Leader"`) {
 		t.Fatalf("raft-stats: %+v", r)
