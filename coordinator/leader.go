@@ -61,6 +61,7 @@ func (n *Node) establishLeadership(ctx context.Context) {
 			return
 		}
 	}
+	n.trackWorkers()
 	n.ready.Store(true)
 	n.logger.Info("leading", "barrier_ms", time.Since(start).Milliseconds())
 	go n.detectFailures(ctx)

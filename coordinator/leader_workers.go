@@ -43,17 +43,22 @@ func (c WorkerConfig) withDefaults() WorkerConfig {
 	return c
 }
 
-// detectFailures is a leader duty: it starts every known ready worker
-// afresh (the grace period) and then, every CheckEvery, proposes
-// WorkerLost for the workers the detector suspects.
-func (n *Node) detectFailures(ctx context.Context) {
-	cfg := n.cfg.Workers
+// trackWorkers starts every known ready worker afresh, as if it had just
+// sent a heartbeat Grace from now: the grace period of a new leader. It
+// runs before the leader takes any heartbeat, so that none is refused for
+// want of tracking.
+func (n *Node) trackWorkers() {
 	start := time.Now()
 	n.detector.Reset()
 	for _, w := range n.fsm.State().Workers(meghav1.WorkerState_WORKER_STATE_READY) {
-		n.detector.Track(w.Id, w.Epoch, start.Add(cfg.Grace))
+		n.detector.Track(w.Id, w.Epoch, start.Add(n.cfg.Workers.Grace))
 	}
-	t := time.NewTicker(cfg.CheckEvery)
+}
+
+// detectFailures is a leader duty: every CheckEvery it proposes WorkerLost
+// for the workers the detector suspects.
+func (n *Node) detectFailures(ctx context.Context) {
+	t := time.NewTicker(n.cfg.Workers.CheckEvery)
 	defer t.Stop()
 	for {
 		select {

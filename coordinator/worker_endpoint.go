@@ -85,8 +85,15 @@ func (e *workerEndpoint) Heartbeat(stream grpc.BidiStreamingServer[meghav1.Heart
 			return toStatus(n.leaderErr(ErrNotLeader))
 		}
 		resp := &meghav1.HeartbeatResponse{HeartbeatIntervalMs: interval}
-		if !n.detector.Heartbeat(hb.WorkerId, hb.Epoch, time.Now()) {
-			resp.Reregister, resp.Reason = true, e.staleReason(hb.WorkerId, hb.Epoch)
+		now := time.Now()
+		if !n.detector.Heartbeat(hb.WorkerId, hb.Epoch, now) {
+			if _, err := n.fsm.State().liveWorker(hb.WorkerId, hb.Epoch); err == nil {
+				// Ready in this epoch but not tracked (it registered as
+				// this node took over): track it from now.
+				n.detector.Track(hb.WorkerId, hb.Epoch, now)
+			} else {
+				resp.Reregister, resp.Reason = true, e.staleReason(hb.WorkerId, hb.Epoch)
+			}
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
@@ -105,7 +112,7 @@ func (e *workerEndpoint) staleReason(id string, epoch uint64) string {
 	case w.Epoch != epoch:
 		return fmt.Sprintf("registered again since (epoch %d, this is %d)", w.Epoch, epoch)
 	}
-	return "not tracked by this leader yet"
+	return fmt.Sprintf("the worker is %s", w.State)
 }
 
 func (e *workerEndpoint) Leave(ctx context.Context, req *meghav1.LeaveRequest) (*meghav1.LeaveResponse, error) {
