@@ -41,18 +41,29 @@ func (c *Client) ListWorkers(ctx context.Context, req *meghav1.ListWorkersReques
 // HeartbeatStream is an open heartbeat stream to the leader.
 type HeartbeatStream = grpc.BidiStreamingClient[meghav1.HeartbeatRequest, meghav1.HeartbeatResponse]
 
-// OpenHeartbeat opens a heartbeat stream on the leader, following leader
-// hints. The first heartbeat is sent and answered before it returns, so a
-// follower's refusal is seen here; a node that does not answer it within
-// AttemptTimeout is left for the next. The stream lives until ctx ends or
-// the returned cancel is called.
+// OpenHeartbeat opens a heartbeat stream on the leader, retrying until
+// ctx ends; see OpenHeartbeatWithin.
 func (c *Client) OpenHeartbeat(ctx context.Context, first *meghav1.HeartbeatRequest) (HeartbeatStream, *meghav1.HeartbeatResponse, context.CancelFunc, error) {
+	return c.OpenHeartbeatWithin(ctx, 0, first)
+}
+
+// OpenHeartbeatWithin opens a heartbeat stream on the leader, following
+// leader hints and retrying for up to openTimeout (0: until ctx ends). The first heartbeat is sent and
+// answered before it returns, so a follower's refusal is seen here; a node
+// that does not answer it within AttemptTimeout is left for the next. The
+// stream lives until ctx ends or the returned cancel is called.
+func (c *Client) OpenHeartbeatWithin(ctx context.Context, openTimeout time.Duration, first *meghav1.HeartbeatRequest) (HeartbeatStream, *meghav1.HeartbeatResponse, context.CancelFunc, error) {
 	var (
 		stream HeartbeatStream
 		resp   *meghav1.HeartbeatResponse
 		cancel context.CancelFunc
 	)
-	err := c.stream(ctx, func(_ context.Context, cc *grpc.ClientConn) error {
+	octx, ocancel := context.WithCancel(ctx)
+	if openTimeout > 0 {
+		octx, ocancel = context.WithTimeout(ctx, openTimeout)
+	}
+	defer ocancel()
+	err := c.stream(octx, func(_ context.Context, cc *grpc.ClientConn) error {
 		sctx, scancel := context.WithCancel(ctx)
 		t := time.AfterFunc(c.cfg.AttemptTimeout, scancel)
 		s, r, err := firstBeat(sctx, cc, first)

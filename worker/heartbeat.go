@@ -23,9 +23,7 @@ func (a *Agent) heartbeat(ctx context.Context) error {
 	for ctx.Err() == nil {
 		seq++
 		first := &meghav1.HeartbeatRequest{WorkerId: a.ID(), Epoch: a.Epoch(), Seq: seq}
-		octx, ocancel := context.WithTimeout(ctx, 30*time.Second)
-		stream, resp, cancel, err := a.cfg.Client.OpenHeartbeat(octx, first)
-		ocancel()
+		stream, resp, cancel, err := a.cfg.Client.OpenHeartbeatWithin(ctx, 30*time.Second, first)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
