@@ -19,7 +19,7 @@ func TestQuickBenchmarks(t *testing.T) {
 	cfg := Config{Quick: true, Logf: t.Logf}
 	dir := t.TempDir()
 	for name, run := range map[string]func(context.Context, Config) (*Result, error){
-		"coordinator-submit": RunSubmit, "coordinator-failover": RunFailover,
+		"coordinator-submit": RunSubmit, "coordinator-failover": RunFailover, "worker-heartbeats": RunHeartbeats,
 	} {
 		r, err := run(ctx, cfg)
 		if err != nil {
@@ -33,7 +33,7 @@ func TestQuickBenchmarks(t *testing.T) {
 		}
 	}
 	rs, err := ReadDir(dir)
-	if err != nil || len(rs) != 2 {
+	if err != nil || len(rs) != 3 {
 		t.Fatalf("%d results, %v", len(rs), err)
 	}
 }

@@ -42,6 +42,7 @@ type Detector struct {
 type arrivals struct {
 	epoch     uint64
 	last      time.Time
+	heard     bool // a real heartbeat arrived (last is not just Track's start)
 	intervals []float64 // seconds, a ring of cfg.Window
 	next      int
 	n         int
@@ -100,7 +101,7 @@ func (d *Detector) Heartbeat(id string, epoch uint64, now time.Time) bool {
 		a.sum += dt
 		a.sq += dt * dt
 	}
-	a.last = now
+	a.last, a.heard = now, true
 	return true
 }
 
@@ -125,12 +126,14 @@ func (d *Detector) Len() int {
 	return len(d.by)
 }
 
-// LastHeartbeat returns when the worker was last heard from.
+// LastHeartbeat returns when the worker was last heard from by this
+// detector; false before its first heartbeat (a grace period's start is not
+// a heartbeat).
 func (d *Detector) LastHeartbeat(id string) (time.Time, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	a, ok := d.by[id]
-	if !ok {
+	if !ok || !a.heard {
 		return time.Time{}, false
 	}
 	return a.last, true

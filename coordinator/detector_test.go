@@ -59,6 +59,9 @@ func TestDetectorEpochsAndForget(t *testing.T) {
 	d := NewDetector(DetectorConfig{})
 	t0 := time.Unix(1000, 0)
 	d.Track("w", 2, t0)
+	if _, ok := d.LastHeartbeat("w"); ok {
+		t.Fatal("tracking start reported as a heartbeat")
+	}
 	if d.Heartbeat("w", 1, t0.Add(time.Second)) {
 		t.Fatal("a stale epoch's heartbeat was accepted")
 	}

@@ -34,11 +34,14 @@ type coordinatorFlags struct {
 	snapshotThreshold            uint64
 	joinTimeout, shutdownTimeout time.Duration
 	readyFile                    string
+	hbInterval, lostFloor, grace time.Duration
+	workerPhi                    float64
 }
 
 func newCoordinatorCmd() *cobra.Command {
 	f := &coordinatorFlags{}
 	def := coordinator.DefaultRaftConfig()
+	det := coordinator.DefaultDetectorConfig()
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run a coordinator node (Raft-replicated job store and API)",
@@ -83,6 +86,10 @@ first start. A cluster of several nodes needs one --tokens file shared by all.`,
 	fl.DurationVar(&f.joinTimeout, "join-timeout", time.Minute, "give up joining after this long")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain on SIGTERM")
 	fl.StringVar(&f.readyFile, "ready-file", "", "once serving, write {id, grpc_addr, raft_addr, pid} as JSON to this file (for scripts and tests)")
+	fl.DurationVar(&f.hbInterval, "heartbeat-interval", time.Second, "how often workers are told to send heartbeats")
+	fl.DurationVar(&f.lostFloor, "worker-lost-floor", det.AcceptablePause, "pause a worker may take on top of its usual heartbeat interval before it can be declared lost")
+	fl.Float64Var(&f.workerPhi, "worker-phi", det.Threshold, "suspicion level (phi-accrual) at which a silent worker is declared lost")
+	fl.DurationVar(&f.grace, "worker-grace", 2*time.Second, "how long a new leader waits, on top of each worker's bound, before declaring workers lost")
 	return cmd
 }
 
@@ -100,6 +107,9 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	if f.lease > f.heartbeat {
 		return fmt.Errorf("--raft-leader-lease-timeout (%v) must not exceed --raft-heartbeat-timeout (%v)", f.lease, f.heartbeat)
 	}
+	if f.hbInterval <= 0 || f.lostFloor < 0 || f.workerPhi <= 0 || f.grace < 0 {
+		return errors.New("--heartbeat-interval and --worker-phi must be positive; --worker-lost-floor and --worker-grace must not be negative")
+	}
 	if f.dataDir == "" {
 		f.dataDir = filepath.Join("megha-data", f.id)
 	}
@@ -111,6 +121,12 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 		return errors.New("--join needs an admin token: pass --join-token or set MEGHA_TOKEN")
 	}
 
+	det := coordinator.DefaultDetectorConfig()
+	det.Threshold, det.AcceptablePause, det.FirstInterval = f.workerPhi, f.lostFloor, f.hbInterval
+	grace := f.grace
+	if grace == 0 {
+		grace = -1 // WorkerConfig reads 0 as "default"
+	}
 	rc := coordinator.DefaultRaftConfig()
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = f.heartbeat, f.election, f.lease
 	rc.CommitTimeout, rc.SnapshotThreshold, rc.SnapshotInterval = f.commit, f.snapshotThreshold, f.snapshotInterval
@@ -122,6 +138,7 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 		GRPCAddr: f.grpcAddr, GRPCAdvertise: f.grpcAdvertise, Tokens: tokens,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
 		ShutdownTimeout: f.shutdownTimeout, Logger: logger,
+		Workers: coordinator.WorkerConfig{HeartbeatInterval: f.hbInterval, Grace: grace, Detector: det},
 	})
 	if err != nil {
 		return err

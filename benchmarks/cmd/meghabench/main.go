@@ -29,6 +29,7 @@ import (
 var all = map[string]func(context.Context, benchmarks.Config) (*benchmarks.Result, error){
 	"coordinator-submit":   benchmarks.RunSubmit,
 	"coordinator-failover": benchmarks.RunFailover,
+	"worker-heartbeats":    benchmarks.RunHeartbeats,
 }
 
 func main() {
