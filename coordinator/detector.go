@@ -42,7 +42,7 @@ type Detector struct {
 type arrivals struct {
 	epoch     uint64
 	last      time.Time
-	heard     bool // a real heartbeat arrived (last is not just Track's start)
+	heard     bool      // a real heartbeat arrived (last is not just Track's start)
 	intervals []float64 // seconds, a ring of cfg.Window
 	next      int
 	n         int
