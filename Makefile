@@ -8,6 +8,8 @@ GO       ?= go
 BIN      := bin/megha
 PKGS     := ./...
 export CGO_ENABLED ?= 1
+# go-nvml's own headers use deprecated NVML calls; their warnings are noise.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1

@@ -7,6 +7,7 @@ import (
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Worker returns a copy of one worker.
@@ -108,28 +109,24 @@ func (s *State) recordThroughputLocked(w *meghav1.Worker) {
 }
 
 func (s *State) applyWorkerLost(c *meghav1.WorkerLostCommand) (*ApplyResult, error) {
-	w, err := s.liveWorkerLocked(c.GetId(), c.GetEpoch())
-	if err != nil {
-		return nil, err
-	}
-	w = proto.Clone(w).(*meghav1.Worker)
-	w.State = meghav1.WorkerState_WORKER_STATE_LOST
-	w.LostAt, w.LostReason = c.At, c.Reason
-	s.workers[w.Id] = w
-	s.loseWorkerTasksLocked(s.index, w.Id, c.At)
-	return &ApplyResult{Worker: w}, nil
+	return s.endWorkerLocked(c.GetId(), c.GetEpoch(), meghav1.WorkerState_WORKER_STATE_LOST, c.Reason, c.At)
 }
 
 func (s *State) applyWorkerLeft(c *meghav1.WorkerLeftCommand) (*ApplyResult, error) {
-	w, err := s.liveWorkerLocked(c.GetId(), c.GetEpoch())
+	return s.endWorkerLocked(c.GetId(), c.GetEpoch(), meghav1.WorkerState_WORKER_STATE_LEFT, c.Reason, c.At)
+}
+
+// endWorkerLocked ends a worker's epoch (lost or left); its live tasks are
+// lost with it.
+func (s *State) endWorkerLocked(id string, epoch uint64, st meghav1.WorkerState, reason string, at *timestamppb.Timestamp) (*ApplyResult, error) {
+	w, err := s.liveWorkerLocked(id, epoch)
 	if err != nil {
 		return nil, err
 	}
 	w = proto.Clone(w).(*meghav1.Worker)
-	w.State = meghav1.WorkerState_WORKER_STATE_LEFT
-	w.LostAt, w.LostReason = c.At, c.Reason
+	w.State, w.LostAt, w.LostReason = st, at, reason
 	s.workers[w.Id] = w
-	s.loseWorkerTasksLocked(s.index, w.Id, c.At)
+	s.loseWorkerTasksLocked(s.index, w.Id, at)
 	return &ApplyResult{Worker: w}, nil
 }
 
