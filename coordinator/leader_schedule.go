@@ -52,14 +52,8 @@ func scheduleInput(st *State) (scheduler.Input, <-chan struct{}) {
 	st.mu.RUnlock()
 	var in scheduler.Input
 	st.mu.RLock()
-	for _, s := range []meghav1.JobState{meghav1.JobState_JOB_STATE_PENDING, meghav1.JobState_JOB_STATE_RECOVERING} {
-		for id := range st.byState[s] {
-			// Only runnable jobs are copied: a backlog of jobs waiting for
-			// something else costs the loop nothing.
-			if j := st.jobs[id]; scheduler.Runnable(j) {
-				in.Jobs = append(in.Jobs, proto.Clone(j).(*meghav1.Job))
-			}
-		}
+	for id := range st.waiting {
+		in.Jobs = append(in.Jobs, proto.Clone(st.jobs[id]).(*meghav1.Job))
 	}
 	st.mu.RUnlock()
 	if len(in.Jobs) == 0 {

@@ -63,6 +63,9 @@ type Server struct {
 
 	batcher   *submitBatcher
 	stopBatch chan struct{}
+	// gpuStats holds the latest GPU readings per worker ID, from heartbeats
+	// (leader memory; []*meghav1.GPU).
+	gpuStats sync.Map
 
 	serveErr  chan error
 	closeOnce sync.Once

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"github.com/megha-ml/megha/coordinator/scheduler"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -20,6 +21,10 @@ type State struct {
 	jobs     map[string]*meghav1.Job
 	byTenant map[string]map[string]struct{}
 	byState  map[meghav1.JobState]map[string]struct{}
+	// waiting holds the jobs the scheduler can place now: pending or
+	// recovering, with a model megha can run. The leader's scheduling loop
+	// reads only these, however long the backlog of other jobs.
+	waiting  map[string]struct{}
 	requests map[requestKey]string
 	members  map[string]*meghav1.Member
 	workers  map[string]*meghav1.Worker
@@ -44,6 +49,7 @@ func NewState() *State {
 		jobs:       make(map[string]*meghav1.Job),
 		byTenant:   make(map[string]map[string]struct{}),
 		byState:    make(map[meghav1.JobState]map[string]struct{}),
+		waiting:    make(map[string]struct{}),
 		requests:   make(map[requestKey]string),
 		members:    make(map[string]*meghav1.Member),
 		workers:    make(map[string]*meghav1.Worker),
@@ -203,6 +209,12 @@ func (s *State) putJobLocked(j *meghav1.Job) {
 	s.jobs[j.Id] = j
 	addIndex(s.byTenant, j.Tenant, j.Id)
 	addIndex(s.byState, j.Status.GetState(), j.Id)
+	switch st := j.Status.GetState(); {
+	case (st == meghav1.JobState_JOB_STATE_PENDING || st == meghav1.JobState_JOB_STATE_RECOVERING) && scheduler.Runnable(j):
+		s.waiting[j.Id] = struct{}{}
+	default:
+		delete(s.waiting, j.Id)
+	}
 }
 
 func addIndex[K comparable](idx map[K]map[string]struct{}, k K, id string) {

@@ -99,6 +99,9 @@ func validateRequest(req any) error {
 		if r.WorkerId == "" || r.Epoch == 0 {
 			add("worker_id", "and epoch are required: send what Register returned")
 		}
+		if len(r.Gpus) > maxGPUs {
+			add("gpus", "at most %d GPUs per worker, got %d", maxGPUs, len(r.Gpus))
+		}
 	case *meghav1.AssignmentsRequest:
 		if r.WorkerId == "" || r.Epoch == 0 {
 			add("worker_id", "and epoch are required: send what Register returned")

@@ -86,6 +86,9 @@ func (e *workerEndpoint) Heartbeat(stream grpc.BidiStreamingServer[meghav1.Heart
 		}
 		resp := &meghav1.HeartbeatResponse{HeartbeatIntervalMs: interval}
 		now := time.Now()
+		if len(hb.Gpus) > 0 {
+			e.s.gpuStats.Store(hb.WorkerId, hb.Gpus)
+		}
 		if !n.detector.Heartbeat(hb.WorkerId, hb.Epoch, now) {
 			if _, err := n.fsm.State().liveWorker(hb.WorkerId, hb.Epoch); err == nil {
 				// Ready in this epoch but not tracked (it registered as
@@ -135,6 +138,9 @@ func (e *workerEndpoint) ListWorkers(ctx context.Context, req *meghav1.ListWorke
 	ws := n.fsm.State().Workers(req.States...)
 	for _, w := range ws {
 		w.AgentKey = "" // a secret between coordinator and worker
+		if g, ok := e.s.gpuStats.Load(w.Id); ok && w.State == meghav1.WorkerState_WORKER_STATE_READY {
+			w.Gpus = mergeGPUStats(w.Gpus, g.([]*meghav1.GPU))
+		}
 		if t, ok := n.detector.LastHeartbeat(w.Id); ok && w.State == meghav1.WorkerState_WORKER_STATE_READY {
 			w.LastHeartbeat = timestamppb.New(t)
 		}
@@ -196,4 +202,20 @@ func (e *workerEndpoint) ReportProgress(ctx context.Context, r *meghav1.Progress
 		return nil, toStatus(err)
 	}
 	return &meghav1.ProgressAck{}, nil
+}
+
+// mergeGPUStats overlays the latest readings (utilization, temperature,
+// health) a worker sent with its heartbeats on the GPUs it registered,
+// matched by UUID. Readings live in the leader's memory only.
+func mergeGPUStats(registered, latest []*meghav1.GPU) []*meghav1.GPU {
+	by := make(map[string]*meghav1.GPU, len(latest))
+	for _, g := range latest {
+		by[g.Uuid] = g
+	}
+	for _, g := range registered {
+		if l, ok := by[g.Uuid]; ok {
+			g.UtilizationPct, g.TemperatureC, g.Healthy, g.HealthReason = l.UtilizationPct, l.TemperatureC, l.Healthy, l.HealthReason
+		}
+	}
+	return registered
 }

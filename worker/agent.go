@@ -44,7 +44,11 @@ type Config struct {
 	Host          string
 	AdvertiseAddr string // where peers reach this worker (collective traffic)
 	GPUs          []*meghav1.GPU
-	Throughput    *meghav1.Throughput
+	// GPUStats, when set, refreshes the GPUs' utilization, temperature and
+	// health; their latest reading rides on a heartbeat every StatsEvery.
+	GPUStats   func() ([]*meghav1.GPU, error)
+	StatsEvery time.Duration
+	Throughput *meghav1.Throughput
 	Logger        *slog.Logger
 	// MaxBackoff caps the wait between attempts to reach the coordinator.
 	MaxBackoff time.Duration
@@ -79,6 +83,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.StatsEvery <= 0 {
+		cfg.StatsEvery = 10 * time.Second
 	}
 	if cfg.Host == "" {
 		cfg.Host, _ = os.Hostname()

@@ -202,3 +202,25 @@ func TestAgentStopsOnPermanentRefusal(t *testing.T) {
 		t.Fatalf("Run: %v (ctx %v), want a refusal", err, ctx.Err())
 	}
 }
+
+func TestHeartbeatsCarryGPUStats(t *testing.T) {
+	s := startCoordinator(t)
+	stats := func() ([]*meghav1.GPU, error) {
+		return []*meghav1.GPU{{Uuid: "EMU-H100-SXM-0", UtilizationPct: 42, TemperatureC: 61, Healthy: true}}, nil
+	}
+	a, err := New(Config{Client: newClient(t, workerTok, s.Addr()), GPUs: emulatedGPU, GPUStats: stats,
+		StatsEvery: 50 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	ops := newClient(t, tenantTok, s.Addr())
+	waitFor(t, "GPU stats listed", 10*time.Second, func() bool {
+		r, err := ops.ListWorkers(context.Background(), &meghav1.ListWorkersRequest{})
+		return err == nil && len(r.Workers) == 1 && r.Workers[0].Gpus[0].UtilizationPct == 42 &&
+			r.Workers[0].Gpus[0].TemperatureC == 61 && r.Workers[0].Gpus[0].Model == "H100-SXM"
+	})
+}

@@ -85,7 +85,7 @@ func (a *Agent) beat(ctx context.Context, stream interface {
 	if err != nil {
 		return err
 	}
-	lastAnswer := time.Now()
+	lastAnswer, lastStats := time.Now(), time.Time{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -109,7 +109,16 @@ func (a *Agent) beat(ctx context.Context, stream interface {
 				return fmt.Errorf("worker: no heartbeat answer for %v", now.Sub(lastAnswer).Round(time.Millisecond))
 			}
 			*seq++
-			if err := stream.Send(&meghav1.HeartbeatRequest{WorkerId: a.ID(), Epoch: a.Epoch(), Seq: *seq}); err != nil {
+			hb := &meghav1.HeartbeatRequest{WorkerId: a.ID(), Epoch: a.Epoch(), Seq: *seq}
+			if a.cfg.GPUStats != nil && now.Sub(lastStats) >= a.cfg.StatsEvery {
+				lastStats = now
+				if gpus, err := a.cfg.GPUStats(); err != nil {
+					a.logger.Warn("reading GPU stats failed", "error", err)
+				} else {
+					hb.Gpus = gpus
+				}
+			}
+			if err := stream.Send(hb); err != nil {
 				return err
 			}
 		}

@@ -107,7 +107,14 @@ func runWorker(cmd *cobra.Command, g *globals, f *workerFlags) error {
 	}
 	a, err := worker.New(worker.Config{Client: c, Coordinators: []string{g.coordinator}, LeaseID: f.lease,
 		DataDir: f.dataDir, AdvertiseAddr: f.advertise, Listen: f.listen,
-		GPUs: gpus, Throughput: tp, Logger: logger})
+		GPUs: gpus, Throughput: tp, Logger: logger,
+		GPUStats: func() ([]*meghav1.GPU, error) {
+			devs, err := drv.Stats()
+			if err != nil {
+				return nil, err
+			}
+			return toProtoGPUs(gpu.Inventory{Devices: devs}), nil
+		}})
 	if err != nil {
 		return err
 	}
