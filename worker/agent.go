@@ -49,7 +49,7 @@ type Config struct {
 	GPUStats   func() ([]*meghav1.GPU, error)
 	StatsEvery time.Duration
 	Throughput *meghav1.Throughput
-	Logger        *slog.Logger
+	Logger     *slog.Logger
 	// MaxBackoff caps the wait between attempts to reach the coordinator.
 	MaxBackoff time.Duration
 	// Runtime runs assigned tasks; default the process runtime.
