@@ -14,7 +14,7 @@ func newCancelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "cancel JOB",
 		Short:   "Cancel a job",
-		Example: `  megha cancel tiny-lm-3f9a1c2e --reason "wrong learning rate"`,
+		Example: `  megha cancel tiny-lm-3f9a1c2e5b7d --reason "wrong learning rate"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()

@@ -19,8 +19,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status JOB",
 		Short: "Show a job's state, progress and spend",
-		Example: `  megha status tiny-lm-3f9a1c2e
-  megha status --watch tiny-lm-3f9a1c2e`,
+		Example: `  megha status tiny-lm-3f9a1c2e5b7d
+  megha status --watch tiny-lm-3f9a1c2e5b7d`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
