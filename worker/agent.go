@@ -209,7 +209,9 @@ func (a *Agent) register(ctx context.Context) error {
 			WorkerId: a.ID(), LeaseId: a.cfg.LeaseID, Host: a.cfg.Host, AdvertiseAddr: a.cfg.AdvertiseAddr,
 			Version: Version, Gpus: a.cfg.GPUs, Throughput: a.cfg.Throughput, AgentKey: a.key,
 		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		// A short attempt, so that an unreachable coordinator is reported
+		// within seconds rather than after the client's own retries.
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		resp, err := a.cfg.Client.RegisterWorker(actx, req)
 		cancel()
 		if err == nil {
