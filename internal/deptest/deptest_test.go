@@ -30,6 +30,17 @@ var rules = map[string]rule{
 	"client": {
 		deps: []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "jobspec"},
 	},
+	"train": {
+		deps:   []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "client", mod + "collective", mod + "api", "google.golang.org/grpc"},
+		direct: []string{"net", "net/http"},
+	},
+	"collective": {
+		deps: []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "client", mod + "jobspec", mod + "train"},
+	},
+	"coordinator/scheduler": {
+		deps:   []string{"github.com/hashicorp/raft", mod + "client"},
+		direct: []string{"google.golang.org/grpc", "net", "net/http", "os"},
+	},
 	"api/megha/v1": {
 		deps: []string{mod, "github.com/hashicorp/raft"},
 	},
