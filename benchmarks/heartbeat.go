@@ -3,7 +3,6 @@
 package benchmarks
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -116,12 +115,12 @@ func RunHeartbeats(ctx context.Context, cfg Config) (*Result, error) {
 
 	// The leader idle, with no worker: what the per-worker cost adds to.
 	idle := math.NaN()
-	if c0, ok0 := procCPUTime(leaderPID); ok0 {
+	if c0, ok0 := testcluster.CPUTime(leaderPID); ok0 {
 		t0 := time.Now()
 		if !sleepCtx(ctx, 2*p.interval) {
 			return nil, ctx.Err()
 		}
-		if c1, ok1 := procCPUTime(leaderPID); ok1 {
+		if c1, ok1 := testcluster.CPUTime(leaderPID); ok1 {
 			idle = 100 * (c1 - c0).Seconds() / time.Since(t0).Seconds()
 		}
 	}
@@ -200,12 +199,11 @@ type hbStep struct {
 }
 
 type hbVictim struct {
-	id       string
-	lost     bool
-	latency  time.Duration // last heartbeat sent → LostAt on the leader
-	bound    time.Duration // the detector's bound for this worker's history
-	reason   string
-	lateness time.Duration // latency - allowed, if positive
+	id      string
+	lost    bool
+	latency time.Duration // last heartbeat sent → LostAt on the leader
+	bound   time.Duration // the detector's bound for this worker's history
+	reason  string
 }
 
 func (s hbStep) allowed(v hbVictim) time.Duration { return v.bound + hbCheckEvery + hbSlack }
@@ -585,7 +583,7 @@ func (f *hbFleet) step(ctx context.Context, n int, admin *client.Client, leaderP
 	f.rtt.reset()
 	f.lag.reset()
 	beats0, rereg0, fails0 := f.beats.Load(), f.reregister.Load(), f.streamFails.Load()
-	lcpu0, lok0 := procCPUTime(leaderPID)
+	lcpu0, lok0 := testcluster.CPUTime(leaderPID)
 	scpu0 := selfCPUTime()
 	t0 := time.Now()
 	for _, v := range victims {
@@ -625,7 +623,7 @@ func (f *hbFleet) step(ctx context.Context, n int, admin *client.Client, leaderP
 		if !measured && !now.Before(windowEnd) {
 			measured = true
 			st.window = now.Sub(t0)
-			lcpu1, lok1 := procCPUTime(leaderPID)
+			lcpu1, lok1 := testcluster.CPUTime(leaderPID)
 			st.leaderCPU = math.NaN()
 			if lok0 && lok1 {
 				st.leaderCPU = 100 * (lcpu1 - lcpu0).Seconds() / st.window.Seconds()
@@ -720,34 +718,6 @@ func (h *hist) quantile(q float64) time.Duration {
 	}
 	return time.Duration(math.Pow(histGrowth, float64(len(counts)-1)) * float64(time.Microsecond))
 }
-
-// procCPUTime is the user+system CPU time process pid has used, from
-// /proc (Linux); false where there is none.
-func procCPUTime(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// pid (comm) state ppid ... utime stime: fields 14 and 15, counted
-	// after the comm, which may hold spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, true
-}
-
-// clockTicks is USER_HZ, which Linux fixes at 100 for /proc.
-const clockTicks = 100
 
 // procRSS is the resident set of process pid in bytes (0 if unknown).
 func procRSS(pid int) int64 {

@@ -118,11 +118,6 @@ func invalidArgument(fe jobspec.FieldErrors) error {
 	return st.Err()
 }
 
-// fieldError is a one-field InvalidArgument.
-func fieldError(field, msg string) error {
-	return jobspec.FieldErrors{{Field: field, Msg: msg}}
-}
-
 func isStale(err error) bool {
 	return errors.Is(err, ErrStaleEpoch) || errors.Is(err, ErrWorkerNotFound)
 }

@@ -215,14 +215,3 @@ func (s *State) loseWorkerTasksLocked(index uint64, workerID string, at *timesta
 		}
 	}
 }
-
-// WorkerTasksIDs returns the IDs of every task a worker was given.
-func (s *State) WorkerTasksIDs(workerID string) []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]string, 0, len(s.byWorker[workerID]))
-	for id := range s.byWorker[workerID] {
-		out = append(out, id)
-	}
-	return out
-}

@@ -113,7 +113,12 @@ func TestApplyTasksLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(restored.State().Workers()) != 3 || len(restored.State().Tasks("j")) != 3 ||
-		len(restored.State().Throughput()) != 1 || len(restored.State().WorkerTasksIDs("w1")) != 3 {
+		len(restored.State().Throughput()) != 1 || workerTaskCount(restored.State(), "w1") != 3 {
 		t.Fatal("restore lost workers, tasks or throughput")
 	}
+}
+
+func workerTaskCount(st *State, id string) int {
+	tasks, _ := st.WorkerTasks(id)
+	return len(tasks)
 }

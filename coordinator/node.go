@@ -76,11 +76,10 @@ type Node struct {
 	notifyCh chan bool
 	hadState bool
 
-	stop     chan struct{}
-	done     chan struct{}
-	closeMu  sync.Mutex
-	closed   bool
-	leaderMu sync.Mutex // serialises leadership transitions
+	stop    chan struct{}
+	done    chan struct{}
+	closeMu sync.Mutex
+	closed  bool
 }
 
 // NewNode opens (or creates) the node's data directory and starts Raft.
@@ -259,15 +258,6 @@ func (n *Node) leaderErr(err error) error {
 		addr = ""
 	}
 	return &notLeaderError{leaderAddr: addr, cause: err}
-}
-
-// LeaderGRPCAddr returns the leader's gRPC address, if known.
-func (n *Node) LeaderGRPCAddr() string {
-	_, id := n.raft.LeaderWithID()
-	if m, ok := n.fsm.State().Member(string(id)); ok {
-		return m.GrpcAddr
-	}
-	return ""
 }
 
 // Close stops the leader duties and Raft and closes the log.

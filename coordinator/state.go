@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -116,7 +117,7 @@ func (s *State) ListJobs(f JobFilter) ([]*meghav1.Job, bool) {
 		if f.Tenant != "" && j.Tenant != f.Tenant {
 			continue
 		}
-		if len(f.States) > 0 && !hasState(f.States, j.Status.GetState()) {
+		if len(f.States) > 0 && !slices.Contains(f.States, j.Status.GetState()) {
 			continue
 		}
 		matched = append(matched, j)
@@ -153,15 +154,6 @@ func (s *State) candidatesLocked(f JobFilter) []*meghav1.Job {
 		out = append(out, s.jobs[id])
 	}
 	return out
-}
-
-func hasState(states []meghav1.JobState, st meghav1.JobState) bool {
-	for _, x := range states {
-		if x == st {
-			return true
-		}
-	}
-	return false
 }
 
 // CountJobs returns the number of jobs in each state.

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
@@ -28,22 +29,13 @@ func (s *State) Workers(states ...meghav1.WorkerState) []*meghav1.Worker {
 	defer s.mu.RUnlock()
 	out := make([]*meghav1.Worker, 0, len(s.workers))
 	for _, w := range s.workers {
-		if len(states) > 0 && !hasWorkerState(states, w.State) {
+		if len(states) > 0 && !slices.Contains(states, w.State) {
 			continue
 		}
 		out = append(out, proto.Clone(w).(*meghav1.Worker))
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Id < out[b].Id })
 	return out
-}
-
-func hasWorkerState(states []meghav1.WorkerState, st meghav1.WorkerState) bool {
-	for _, x := range states {
-		if x == st {
-			return true
-		}
-	}
-	return false
 }
 
 // Throughput returns the measured-throughput history per GPU model and

@@ -601,10 +601,10 @@ func TestWorkerKeepsOneHeartbeatStream(t *testing.T) {
 	const window = 2 * time.Second
 	const reopened = "heartbeat stream ended" // worker/heartbeat.go logs this per reconnect
 	before := strings.Count(w.log(), reopened)
-	cpu0, ok0 := procCPU(w.cmd.Process.Pid)
+	cpu0, ok0 := testcluster.CPUTime(w.cmd.Process.Pid)
 	time.Sleep(window)
 	n := strings.Count(w.log(), reopened) - before
-	cpu1, ok1 := procCPU(w.cmd.Process.Pid)
+	cpu1, ok1 := testcluster.CPUTime(w.cmd.Process.Pid)
 	cpu := "unknown"
 	if ok0 && ok1 {
 		cpu = fmt.Sprintf("%.0f%% of a core", 100*(cpu1-cpu0).Seconds()/window.Seconds())
@@ -614,30 +614,6 @@ func TestWorkerKeepsOneHeartbeatStream(t *testing.T) {
 		t.Errorf("a healthy worker reopened its heartbeat stream %d times in %v (%.0f/s), want at most once; worker CPU %s; last lines:\n%s",
 			n, window, float64(n)/window.Seconds(), cpu, tail(w.log(), 3))
 	}
-}
-
-// procCPU is the user+system CPU time pid has used, from /proc.
-func procCPU(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, false
-	}
-	var ut, st int64
-	if _, err := fmt.Sscan(f[11], &ut); err != nil {
-		return 0, false
-	}
-	if _, err := fmt.Sscan(f[12], &st); err != nil {
-		return 0, false
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, true // USER_HZ is 100 on Linux
 }
 
 func headTail(s string, head, tail int) string {

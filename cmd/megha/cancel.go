@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -17,13 +16,11 @@ func newCancelCmd(g *globals) *cobra.Command {
 		Example: `  megha cancel tiny-lm-3f9a1c2e5b7d --reason "wrong learning rate"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			c, ctx, done, err := g.dial(cmd, 30*time.Second)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
+			defer done()
 			job, err := c.Cancel(ctx, args[0], reason)
 			if err != nil {
 				return err

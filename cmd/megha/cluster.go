@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -22,13 +21,11 @@ func newClusterCmd(g *globals) *cobra.Command {
 			Short: "List coordinator nodes and the leader",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				c, err := g.client()
+				c, ctx, done, err := g.dial(cmd, 15*time.Second)
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-				defer cancel()
+				defer done()
 				ms, err := c.Members(ctx)
 				if err != nil {
 					return err
@@ -41,13 +38,11 @@ func newClusterCmd(g *globals) *cobra.Command {
 			Short: "Show Raft statistics of the node reached",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				c, err := g.client()
+				c, ctx, done, err := g.dial(cmd, 15*time.Second)
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
-				defer cancel()
+				defer done()
 				st, err := c.RaftStats(ctx)
 				if err != nil {
 					return err
@@ -73,13 +68,11 @@ func newClusterCmd(g *globals) *cobra.Command {
 			Example: "  megha cluster remove n3",
 			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := g.client()
+				c, ctx, done, err := g.dial(cmd, 30*time.Second)
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-				defer cancel()
+				defer done()
 				ms, err := c.RemoveVoter(ctx, args[0])
 				if err != nil {
 					return err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,13 +33,11 @@ func newJobsCmd(g *globals) *cobra.Command {
 				}
 				req.States = append(req.States, st)
 			}
-			c, err := g.client()
+			c, ctx, done, err := g.dial(cmd, 30*time.Second)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
+			defer done()
 			jobs, err := c.ListAll(ctx, req)
 			if err != nil {
 				return err

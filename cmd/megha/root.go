@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/megha-ml/megha/client"
 	"github.com/spf13/cobra"
@@ -88,6 +90,17 @@ func (g *globals) client() (*client.Client, error) {
 	return client.New(client.Config{
 		Addrs: []string{g.coordinator}, Token: tok, TLS: g.tls, TLSCAFile: g.tlsCA,
 	})
+}
+
+// dial connects to the coordinator and bounds the call with timeout;
+// done closes both.
+func (g *globals) dial(cmd *cobra.Command, timeout time.Duration) (*client.Client, context.Context, func(), error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+	return c, ctx, func() { cancel(); c.Close() }, nil
 }
 
 // hintFor says what to do about common API errors.

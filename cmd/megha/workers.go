@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,13 +19,11 @@ func newWorkersCmd(g *globals) *cobra.Command {
   megha workers --all -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.client()
+			c, ctx, done, err := g.dial(cmd, 30*time.Second)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-			defer cancel()
+			defer done()
 			req := &meghav1.ListWorkersRequest{}
 			if !all {
 				req.States = []meghav1.WorkerState{meghav1.WorkerState_WORKER_STATE_READY}

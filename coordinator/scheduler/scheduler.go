@@ -6,6 +6,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
@@ -126,21 +127,12 @@ func Fits(res *meghav1.Resources, w *meghav1.Worker) bool {
 		if res.GetMinVramGib() > 0 && g.MemoryBytes < uint64(res.GetMinVramGib())<<30 {
 			continue
 		}
-		if len(res.GetGpuModels()) > 0 && !contains(res.GetGpuModels(), g.Model) {
+		if len(res.GetGpuModels()) > 0 && !slices.Contains(res.GetGpuModels(), g.Model) {
 			continue
 		}
 		ok++
 	}
 	return ok >= need
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Live reports whether a task in state st holds its worker.

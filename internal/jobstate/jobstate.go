@@ -11,6 +11,7 @@ package jobstate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
@@ -62,10 +63,5 @@ func Terminal(st meghav1.JobState) bool {
 
 // CanTransition reports whether a job may move from one state to another.
 func CanTransition(from, to meghav1.JobState) bool {
-	for _, s := range next[from] {
-		if s == to {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(next[from], to)
 }
