@@ -13,16 +13,21 @@ import (
 	"strings"
 )
 
-// Batch is a batch of next-byte prediction examples: row b predicts Tgt[b]
-// from Ctx[b·Context:(b+1)·Context].
+// Batch is a batch of next-byte prediction examples: row b is the window
+// Ctx[b·Context:(b+1)·Context] of a text, and Next[b·Context+i] is the byte
+// that follows Ctx[b·Context+i] in that text (the window shifted by one).
+// Tgt[b] = Next[(b+1)·Context−1] is the byte after the whole window: a model
+// that reads the window as one context (MLP) predicts Tgt; a causal sequence
+// model (transformer) predicts every byte of Next.
 type Batch struct {
-	Size, Context int
-	Ctx, Tgt      []byte
+	Size, Context  int
+	Ctx, Next, Tgt []byte
 }
 
 // NewBatch allocates a batch of size rows with context bytes each.
 func NewBatch(size, context int) *Batch {
-	return &Batch{Size: size, Context: context, Ctx: make([]byte, size*context), Tgt: make([]byte, size)}
+	return &Batch{Size: size, Context: context, Ctx: make([]byte, size*context),
+		Next: make([]byte, size*context), Tgt: make([]byte, size)}
 }
 
 // Source fills batches deterministically: the same (rank, index) always
@@ -193,15 +198,18 @@ func (s *Synthetic) Fill(b *Batch, rank, index int) {
 			c = s.nextCtx(c, s.step(&r, c))
 		}
 		out := b.Ctx[row*K : (row+1)*K]
+		next := b.Next[row*K : (row+1)*K]
 		for i := 0; i <= K; i++ {
 			sym := s.step(&r, c)
 			c = s.nextCtx(c, sym)
 			if i < K {
 				out[i] = s.symbols[sym]
-			} else {
-				b.Tgt[row] = s.symbols[sym]
+			}
+			if i > 0 {
+				next[i-1] = s.symbols[sym]
 			}
 		}
+		b.Tgt[row] = next[K-1]
 	}
 }
 
@@ -345,6 +353,7 @@ func (s TextSource) Fill(b *Batch, rank, index int) {
 		r := newRNG(mix(s.Seed, uint64(int64(rank)), uint64(int64(index)), uint64(row)))
 		off := r.intn(n)
 		copy(b.Ctx[row*K:(row+1)*K], s.Data[off:off+K])
+		copy(b.Next[row*K:(row+1)*K], s.Data[off+1:off+K+1])
 		b.Tgt[row] = s.Data[off+K]
 	}
 }

@@ -1,10 +1,10 @@
 package train
 
-// Trainer runs the inner training loop for an MLP: forward, backward,
+// Trainer runs the inner training loop for a Model: forward, backward,
 // global-norm clipping and an AdamW update per Step. It never allocates in
 // Step or Evaluate.
 type Trainer struct {
-	Model    *MLP
+	Model    Model
 	Opt      *AdamW
 	Sched    Schedule
 	LastNorm float64 // gradient norm (before clipping) of the last Step
@@ -13,27 +13,28 @@ type Trainer struct {
 
 // NewTrainer creates a trainer with weight decay masked to the model's
 // weight matrices.
-func NewTrainer(m *MLP, cfg AdamWConfig, sched Schedule) *Trainer {
-	return &Trainer{Model: m, Opt: NewAdamW(len(m.Params), cfg, m.DecayMask()), Sched: sched}
+func NewTrainer(m Model, cfg AdamWConfig, sched Schedule) *Trainer {
+	return &Trainer{Model: m, Opt: NewAdamW(len(m.Weights()), cfg, m.DecayMask()), Sched: sched}
 }
 
 // Step trains on one batch and returns its loss (nats/byte) before the
 // update.
 func (t *Trainer) Step(b *Batch) float64 {
-	loss := t.Model.ForwardBackward(b.Ctx, b.Tgt)
+	loss := t.Model.BatchGrad(b)
 	t.LastLR = t.Sched.LR(t.Opt.T + 1)
-	t.LastNorm = t.Opt.Step(t.Model.Params, t.Model.Grads, t.LastLR)
+	t.LastNorm = t.Opt.Step(t.Model.Weights(), t.Model.Gradients(), t.LastLR)
 	return loss
 }
 
-// Evaluate returns the mean loss over the batches (weighted by batch size),
-// without changing parameters or optimizer state.
+// Evaluate returns the mean loss over the batches (weighted by their
+// predictions), without changing parameters or optimizer state.
 func (t *Trainer) Evaluate(batches []*Batch) float64 {
 	var sum float64
 	n := 0
 	for _, b := range batches {
-		sum += t.Model.Loss(b.Ctx, b.Tgt) * float64(b.Size)
-		n += b.Size
+		k := t.Model.Tokens(b)
+		sum += t.Model.BatchLoss(b) * float64(k)
+		n += k
 	}
 	if n == 0 {
 		return 0
