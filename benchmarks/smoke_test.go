@@ -17,9 +17,11 @@ func TestQuickBenchmarks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cfg := Config{Quick: true, Logf: t.Logf}
+	arChildArgs = []string{"-test.run=^TestAllReduceMemberProcess$"}
 	dir := t.TempDir()
 	for name, run := range map[string]func(context.Context, Config) (*Result, error){
 		"coordinator-submit": RunSubmit, "coordinator-failover": RunFailover, "worker-heartbeats": RunHeartbeats,
+		"collective-allreduce": RunAllReduce,
 	} {
 		r, err := run(ctx, cfg)
 		if err != nil {
@@ -33,7 +35,12 @@ func TestQuickBenchmarks(t *testing.T) {
 		}
 	}
 	rs, err := ReadDir(dir)
-	if err != nil || len(rs) != 3 {
+	if err != nil || len(rs) != 4 {
 		t.Fatalf("%d results, %v", len(rs), err)
 	}
 }
+
+// TestAllReduceMemberProcess is a member process of the all-reduce
+// benchmark when RunAllReduce starts this test binary as one; otherwise it
+// does nothing.
+func TestAllReduceMemberProcess(t *testing.T) { MaybeRunChild() }

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 )
 
 func startNodes(t *testing.T, n int) ([]*Node, []string) {
@@ -336,23 +334,26 @@ func TestNonFiniteRejectedBeforeSending(t *testing.T) {
 func TestBadChunksDetected(t *testing.T) {
 	cases := []struct {
 		name, want string
-		hook       func(c *meghav1.Chunk)
+		hook       func(c *chunk)
 	}{
-		{"corrupt", "checksum mismatch", func(c *meghav1.Chunk) {
-			c.Data = append([]byte(nil), c.Data...)
-			c.Data[3] ^= 0x40
+		{"corrupt", "checksum mismatch", func(c *chunk) {
+			b := c.data.Materialize()
+			b[3] ^= 0x40
+			c.setData(b)
 		}},
-		{"wrong size", "wrong size", func(c *meghav1.Chunk) {
-			c.Data = c.Data[:len(c.Data)-4]
-			c.Checksum = crc32c(c.Data)
+		{"wrong size", "wrong size", func(c *chunk) {
+			b := c.data.Materialize()
+			b = b[:len(b)-4]
+			c.setData(b)
+			c.checksum = crc32c(b)
 		}},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			const n = 3
 			nodes, addrs := startNodes(t, n)
-			nodes[0].testHookSend = func(rank int, c *meghav1.Chunk) {
-				if c.Step == 1 && c.ChunkIndex == 0 {
+			nodes[0].testHookSend = func(rank int, c *chunk) {
+				if c.step == 1 && c.index == 0 {
 					tc.hook(c)
 				}
 			}
@@ -451,8 +452,8 @@ func TestMemberClosedMidRing(t *testing.T) {
 	const n = 4
 	nodes, addrs := startNodes(t, n)
 	var once sync.Once
-	nodes[2].testHookSend = func(rank int, c *meghav1.Chunk) {
-		if c.Step == 2 {
+	nodes[2].testHookSend = func(rank int, c *chunk) {
+		if c.step == 2 {
 			once.Do(func() { go nodes[2].Close() })
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"unsafe"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 )
@@ -123,9 +124,7 @@ func encode(mode Compression, x []float32) (scales []float32, data []byte) {
 	data = make([]byte, n)
 	switch mode {
 	case None:
-		for i, v := range x {
-			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
-		}
+		putF32(data, x)
 	case FP16:
 		for i, v := range x {
 			binary.LittleEndian.PutUint16(data[2*i:], Float32ToHalf(v))
@@ -241,4 +240,94 @@ func HalfToFloat32(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 }
 
+// littleEndian is whether float32 values in memory are already the wire's
+// little-endian bytes, so that encoding and decoding them is a copy.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// asBytes is the memory of f as bytes (in host byte order).
+func asBytes(f []float32) []byte {
+	if len(f) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
+}
+
+// putF32 writes src into dst as little-endian float32s.
+func putF32(dst []byte, src []float32) {
+	if littleEndian {
+		copy(dst, asBytes(src))
+		return
+	}
+	dst = dst[:4*len(src)]
+	for i, v := range src {
+		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+	}
+}
+
 func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// streamDecoder decodes one chunk's values from data that arrives in
+// pieces split anywhere, even inside a value.
+type streamDecoder struct {
+	mode   Compression
+	scales []float32 // Int8
+	carry  [4]byte   // the start of a value split across pieces
+	nc     int
+	n      int // values decoded so far
+}
+
+func (d *streamDecoder) size() int {
+	switch d.mode {
+	case FP16:
+		return 2
+	case Int8:
+		return 1
+	}
+	return 4
+}
+
+// next decodes the values that p completes into out and returns how many.
+// out must have room for len(p)/size + 1 values.
+func (d *streamDecoder) next(p []byte, out []float32) int {
+	sz, k := d.size(), 0
+	if d.nc > 0 {
+		m := copy(d.carry[d.nc:sz], p)
+		d.nc += m
+		p = p[m:]
+		if d.nc < sz {
+			return 0
+		}
+		d.decode(d.carry[:sz], out[:1])
+		d.nc, k = 0, 1
+	}
+	m := len(p) / sz
+	d.decode(p[:m*sz], out[k:k+m])
+	d.nc = copy(d.carry[:], p[m*sz:])
+	return k + m
+}
+
+// decode decodes len(out) whole values from p.
+func (d *streamDecoder) decode(p []byte, out []float32) {
+	switch d.mode {
+	case None:
+		p = p[:4*len(out)]
+		if littleEndian {
+			copy(asBytes(out), p)
+			break
+		}
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(p[4*i:]))
+		}
+	case FP16:
+		p = p[:2*len(out)]
+		for i := range out {
+			out[i] = HalfToFloat32(binary.LittleEndian.Uint16(p[2*i:]))
+		}
+	case Int8:
+		p = p[:len(out)]
+		for i := range out {
+			out[i] = float32(int8(p[i])) * d.scales[(d.n+i)/BlockSize]
+		}
+	}
+	d.n += len(out)
+}

@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	meghav1 "github.com/megha-ml/megha/api/megha/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -146,12 +142,15 @@ func (n *Node) AllReduce(ctx context.Context, cfg Config, buf []float32, weight 
 }
 
 func checkFinite(rank int, buf []float32, weight float64) error {
+	// A float32 is NaN or infinite when its exponent bits are all ones.
+	const exp = 0x7f800000
 	for i, v := range buf {
-		f := float64(v)
-		if math.IsNaN(f) {
-			return fmt.Errorf("collective: rank %d: pseudo-gradient holds NaN at index %d", rank, i)
+		if math.Float32bits(v)&exp != exp {
+			continue
 		}
-		if math.IsInf(f, 0) {
+		if f := float64(v); math.IsNaN(f) {
+			return fmt.Errorf("collective: rank %d: pseudo-gradient holds NaN at index %d", rank, i)
+		} else {
 			return fmt.Errorf("collective: rank %d: pseudo-gradient holds %v at index %d", rank, f, i)
 		}
 	}
@@ -168,7 +167,7 @@ type round struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 
-	in           chan *meghav1.Chunk // chunks from the left neighbour
+	in           chan *chunk // chunks from the left neighbour
 	inboundTaken atomic.Bool
 	recvDone     chan struct{} // every expected chunk received
 
@@ -208,14 +207,6 @@ func (rs *round) peerErr(peer int, format string, args ...any) error {
 	return fmt.Errorf("collective: round %d: rank %d (%s) %s", rs.cfg.Round, peer, rs.cfg.Addrs[peer], fmt.Sprintf(format, args...))
 }
 
-// span is one chunk: elements [off, off+cnt) of the buffer extended by the
-// weight element at index len(buf).
-type span struct{ off, cnt int }
-
-// token tells the sender that the chunk it will send next is ready; in the
-// all-gather phase it carries the received chunk to forward verbatim.
-type token struct{ fwd *meghav1.Chunk }
-
 func (n *Node) allReduce(ctx context.Context, cfg Config, comp *Compressor, buf []float32, weight float64) (st Stats, err error) {
 	start := time.Now()
 	defer func() { st.Duration = time.Since(start) }()
@@ -228,13 +219,12 @@ func (n *Node) allReduce(ctx context.Context, cfg Config, comp *Compressor, buf 
 	n.run.Lock()
 	defer n.run.Unlock()
 
-	N, r, L := cfg.World, cfg.Rank, len(buf)
-	E := L + 1
+	N, r := cfg.World, cfg.Rank
 	rctx, cancel := context.WithCancel(ctx)
 	rs := &round{
 		cfg: cfg, left: (r + N - 1) % N, right: (r + 1) % N,
 		ctx: rctx, cancel: cancel,
-		in:       make(chan *meghav1.Chunk, 4),
+		in:       make(chan *chunk, 4),
 		recvDone: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -248,132 +238,23 @@ func (n *Node) allReduce(ctx context.Context, cfg Config, comp *Compressor, buf 
 	})
 	defer stop()
 
-	// Segments and their chunks.
-	ce := cfg.chunkElems()
-	chunks := make([][]span, N)
-	for k := range N {
-		lo, hi := k*E/N, (k+1)*E/N
-		for off := lo; ; off += ce {
-			chunks[k] = append(chunks[k], span{off, min(ce, hi-off)})
-			if off+ce >= hi {
-				break
-			}
-		}
+	if cap(n.scratch) < len(buf) {
+		n.scratch = make([]float32, len(buf))
 	}
-	mod := func(x int) int { return ((x % N) + N) % N }
-	steps := 2 * (N - 1)
-	sendSeg := func(t int) int {
-		if t < N-1 {
-			return mod(r - t)
-		}
-		return mod(r + 1 - (t - (N - 1)))
-	}
-	recvSeg := func(t int) int {
-		if t < N-1 {
-			return mod(r - t - 1)
-		}
-		return mod(r - (t - (N - 1)))
-	}
-	total := 0
-	for t := range steps {
-		total += len(chunks[recvSeg(t)])
-	}
-
-	work := make([]float32, L)
-	for i, v := range buf {
-		work[i] = v * float32(weight)
-	}
-	wsum := weight
+	p := newPass(rs, comp, buf, n.scratch[:len(buf)], weight)
 	saved := comp.snapshot()
-
-	var sent, received atomic.Int64
-	tokens := make(chan token, total)
-	timeout := cfg.timeout()
-
-	// Sender: streams every step's chunks to the right neighbour.
 	sendErr := make(chan error, 1)
-	step0 := make(chan struct{}) // the sender has encoded all of step 0
-	go func() {
-		sendErr <- n.sendAll(rs, comp, work, &wsum, chunks, sendSeg, tokens, step0, &sent, L)
-	}()
-
-	// Receiver/reducer: takes the left neighbour's chunks in order.
-	recvErr := func() error {
-		timer := time.NewTimer(timeout)
-		defer timer.Stop()
-		var tmp []float32
-		gotAny := false
-		for t := range steps {
-			seg := recvSeg(t)
-			if t == N-1 {
-				// All-gather overwrites the segment the sender read at step
-				// 0; the ring already orders this, make it explicit.
-				select {
-				case <-step0:
-				case <-rs.done:
-					return rs.err
-				}
-			}
-			for ci, sp := range chunks[seg] {
-				var c *meghav1.Chunk
-				select {
-				case c = <-rs.in:
-				case <-timer.C:
-					what := "sent nothing"
-					if gotAny {
-						what = "sent nothing more"
-					}
-					return rs.peerErr(rs.left, "%s for %v", what, timeout)
-				case <-rs.done:
-					return rs.err
-				}
-				gotAny = true
-				timer.Reset(timeout)
-				if err := rs.validate(c, t, ci, sp, L); err != nil {
-					return err
-				}
-				dn := min(sp.off+sp.cnt, L) - min(sp.off, L)
-				if cap(tmp) < dn {
-					tmp = make([]float32, dn)
-				}
-				tmp = tmp[:dn]
-				if err := Decode(cfg.Compression, c.GetScales(), c.GetData(), tmp); err != nil {
-					return rs.peerErr(rs.left, "sent a bad chunk %d of step %d: %v", ci, t, err)
-				}
-				received.Add(payloadBytes(c, L))
-				dst := work[min(sp.off, L) : min(sp.off, L)+dn]
-				hasW := sp.off+sp.cnt == E
-				var tok token
-				if t < N-1 {
-					for i, v := range tmp {
-						dst[i] += v
-					}
-					if hasW {
-						wsum += c.GetWeight()
-					}
-				} else {
-					copy(dst, tmp)
-					if hasW {
-						wsum = c.GetWeight()
-					}
-					tok.fwd = c
-				}
-				tokens <- tok
-			}
-		}
-		close(rs.recvDone)
-		return nil
-	}()
-	if recvErr != nil {
-		rs.fail(recvErr)
+	go func() { sendErr <- p.send(n) }()
+	if err := p.receive(); err != nil {
+		rs.fail(err)
 	}
-	se := <-sendErr
-	if se != nil {
-		rs.fail(se)
+	if err := <-sendErr; err != nil {
+		rs.fail(err)
 	}
-	n.sent.Add(sent.Load())
-	n.received.Add(received.Load())
-	st = Stats{BytesSent: sent.Load(), BytesReceived: received.Load()}
+	sent, received := p.sent.Load(), p.received.Load()
+	n.sent.Add(sent)
+	n.received.Add(received)
+	st = Stats{BytesSent: sent, BytesReceived: received}
 	if err := rs.failed(); err != nil {
 		comp.restore(saved)
 		return st, err
@@ -382,208 +263,13 @@ func (n *Node) allReduce(ctx context.Context, cfg Config, comp *Compressor, buf 
 		comp.restore(saved)
 		return st, fmt.Errorf("collective: round %d: rank %d: %w", cfg.Round, r, err)
 	}
-	if !(wsum > 0) {
+	if !(p.wsum > 0) {
 		comp.restore(saved)
-		return st, fmt.Errorf("collective: round %d: weights sum to %v", cfg.Round, wsum)
+		return st, fmt.Errorf("collective: round %d: weights sum to %v", cfg.Round, p.wsum)
 	}
-	for i, v := range work {
-		buf[i] = float32(float64(v) / wsum)
+	inv := 1 / p.wsum
+	for i, v := range p.work {
+		buf[i] = float32(float64(v) * inv)
 	}
 	return st, nil
-}
-
-// payloadBytes is what a chunk counts for in Stats: data, scales and, when
-// it carries the weight element, 8 bytes.
-func payloadBytes(c *meghav1.Chunk, L int) int64 {
-	b := int64(len(c.GetData()) + 4*len(c.GetScales()))
-	if c.GetOffset()+uint64(c.GetCount()) == uint64(L)+1 {
-		b += 8
-	}
-	return b
-}
-
-// validate checks that c is exactly the chunk expected next.
-func (rs *round) validate(c *meghav1.Chunk, step, ci int, sp span, L int) error {
-	bad := func(format string, args ...any) error {
-		return rs.peerErr(rs.left, "sent a bad chunk (step %d, chunk %d): %s", step, ci, fmt.Sprintf(format, args...))
-	}
-	switch {
-	case c.GetRound() != rs.cfg.Round:
-		return bad("wrong round %d", c.GetRound())
-	case int(c.GetFromRank()) != rs.left || int(c.GetWorld()) != rs.cfg.World:
-		return bad("from rank %d of world %d, want rank %d of world %d", c.GetFromRank(), c.GetWorld(), rs.left, rs.cfg.World)
-	case int(c.GetStep()) != step || int(c.GetChunkIndex()) != ci:
-		return bad("out of order: got step %d chunk %d", c.GetStep(), c.GetChunkIndex())
-	case c.GetOffset() != uint64(sp.off) || int(c.GetCount()) != sp.cnt:
-		return bad("wrong size: offset %d count %d, want offset %d count %d", c.GetOffset(), c.GetCount(), sp.off, sp.cnt)
-	case c.GetEncoding() != rs.cfg.Compression.encoding():
-		return bad("encoding %v, want %v", c.GetEncoding(), rs.cfg.Compression.encoding())
-	}
-	dn := min(sp.off+sp.cnt, L) - min(sp.off, L)
-	if nd, ns := rs.cfg.Compression.encodedSize(dn); len(c.GetData()) != nd || len(c.GetScales()) != ns {
-		return bad("wrong size: %d data bytes and %d scales, want %d and %d", len(c.GetData()), len(c.GetScales()), nd, ns)
-	}
-	if got := crc32.Checksum(c.GetData(), castagnoli); got != c.GetChecksum() {
-		return bad("checksum mismatch (crc32c %08x, header says %08x)", got, c.GetChecksum())
-	}
-	if w := c.GetWeight(); math.IsNaN(w) || math.IsInf(w, 0) {
-		return bad("weight %v", w)
-	}
-	return nil
-}
-
-// sendAll streams the round's chunks to the right neighbour: step 0 at once,
-// every later chunk as soon as the receiver has produced it.
-func (n *Node) sendAll(rs *round, comp *Compressor, work []float32, wsum *float64, chunks [][]span,
-	sendSeg func(int) int, tokens <-chan token, step0 chan struct{}, sent *atomic.Int64, L int) error {
-	cfg, N := rs.cfg, rs.cfg.World
-	timeout := cfg.timeout()
-	right := rs.right
-	addr := cfg.Addrs[right]
-
-	// watchdog fails the round if one blocking call on the stream lasts
-	// longer than the timeout.
-	var wd *time.Timer
-	arm := func(what string) {
-		wd = time.AfterFunc(timeout, func() { rs.fail(rs.peerErr(right, "%s for %v", what, timeout)) })
-	}
-	disarm := func() { wd.Stop() }
-
-	cc, err := n.conn(addr)
-	if err != nil {
-		return rs.peerErr(right, "unreachable: %v", err)
-	}
-	arm("did not accept a stream")
-	stream, err := meghav1.NewPeerClient(cc).Exchange(rs.ctx, grpc.WaitForReady(true))
-	disarm()
-	if err != nil {
-		return n.streamErr(rs, stream, err)
-	}
-	// The right neighbour answers only once, at the end of the round: with
-	// its ack, or early with the error that made it reject or abort the
-	// round. Watch for that answer the whole time, so a rejection fails
-	// this member at once rather than at its next Send.
-	answer := make(chan error, 1)
-	go func() {
-		answer <- stream.RecvMsg(new(meghav1.ExchangeAck))
-	}()
-	go func() {
-		select {
-		case err := <-answer:
-			answer <- err // for the final wait below
-			if err != nil {
-				rs.fail(n.streamErr(rs, nil, err))
-			}
-		case <-rs.done:
-		}
-	}()
-	var dec []float32
-	defer func() {
-		select {
-		case <-step0:
-		default:
-			close(step0)
-		}
-	}()
-	for t := range 2 * (N - 1) {
-		if t == 1 {
-			close(step0)
-		}
-		seg := sendSeg(t)
-		for ci, sp := range chunks[seg] {
-			var c *meghav1.Chunk
-			if t > 0 {
-				var tok token
-				select {
-				case tok = <-tokens:
-				case <-rs.done:
-					return rs.err
-				}
-				if tok.fwd != nil {
-					c = tok.fwd
-					c.Step = uint32(t)
-				}
-			}
-			if c == nil {
-				lo, hi := min(sp.off, L), min(sp.off+sp.cnt, L)
-				scales, data := comp.Encode(work[lo:hi], lo)
-				c = &meghav1.Chunk{
-					Round: cfg.Round, Step: uint32(t), ChunkIndex: uint32(ci),
-					Offset: uint64(sp.off), Count: uint32(sp.cnt),
-					Encoding: cfg.Compression.encoding(),
-					Scales:   scales, Data: data,
-					Checksum: crc32.Checksum(data, castagnoli),
-					FromRank: uint32(cfg.Rank), World: uint32(N),
-				}
-				if sp.off+sp.cnt == L+1 {
-					c.Weight = *wsum
-				}
-				if t == N-1 && cfg.Compression != None {
-					// This member owns the segment: keep exactly what the
-					// others will receive so every member ends identical.
-					if cap(dec) < hi-lo {
-						dec = make([]float32, hi-lo)
-					}
-					dec = dec[:hi-lo]
-					if err := Decode(cfg.Compression, scales, data, dec); err != nil {
-						return err
-					}
-					copy(work[lo:hi], dec)
-				}
-			} else {
-				c.FromRank = uint32(cfg.Rank)
-			}
-			if h := n.testHookSend; h != nil {
-				h(cfg.Rank, c)
-			}
-			arm("stopped accepting data")
-			err := stream.Send(c)
-			disarm()
-			if err != nil {
-				return n.streamErr(rs, stream, err)
-			}
-			sent.Add(payloadBytes(c, L))
-		}
-	}
-	if err := stream.CloseSend(); err != nil {
-		return n.streamErr(rs, nil, err)
-	}
-	select {
-	case err := <-answer:
-		if err != nil {
-			return n.streamErr(rs, nil, err)
-		}
-		return nil
-	case <-time.After(timeout):
-		return rs.peerErr(right, "did not acknowledge the round for %v", timeout)
-	case <-rs.done:
-		return rs.err
-	}
-}
-
-// streamErr turns a failed stream call into the round's error, naming the
-// right neighbour.
-func (n *Node) streamErr(rs *round, stream meghav1.Peer_ExchangeClient, err error) error {
-	if e := rs.failed(); e != nil {
-		return e // the round already failed for a reason of its own
-	}
-	if errors.Is(err, io.EOF) && stream != nil {
-		// The server ended the stream; its answer says why.
-		select {
-		case <-rs.done:
-			return rs.err
-		case <-time.After(rs.cfg.timeout()):
-		}
-	}
-	if s, ok := status.FromError(err); ok {
-		switch s.Code() {
-		case codes.Aborted:
-			msg := strings.TrimPrefix(s.Message(), fmt.Sprintf("collective: round %d: ", rs.cfg.Round))
-			return rs.peerErr(rs.right, "aborted the round: %s", msg)
-		case codes.FailedPrecondition, codes.InvalidArgument, codes.AlreadyExists:
-			return rs.peerErr(rs.right, "rejected the stream: %s", s.Message())
-		}
-		return rs.peerErr(rs.right, "failed the stream: %s: %s", s.Code(), s.Message())
-	}
-	return rs.peerErr(rs.right, "failed the stream: %v", err)
 }

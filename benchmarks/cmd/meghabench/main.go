@@ -30,9 +30,11 @@ var all = map[string]func(context.Context, benchmarks.Config) (*benchmarks.Resul
 	"coordinator-submit":   benchmarks.RunSubmit,
 	"coordinator-failover": benchmarks.RunFailover,
 	"worker-heartbeats":    benchmarks.RunHeartbeats,
+	"collective-allreduce": benchmarks.RunAllReduce,
 }
 
 func main() {
+	benchmarks.MaybeRunChild() // a member process of a multi-process benchmark
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "meghabench:", err)
 		os.Exit(1)
