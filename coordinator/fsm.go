@@ -128,6 +128,10 @@ func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 		res, err = s.applyAssignTasks(index, cmd.AssignTasks)
 	case *meghav1.Command_UpdateTask:
 		res, err = s.applyUpdateTask(index, cmd.UpdateTask)
+	case *meghav1.Command_StartRound:
+		res, err = s.applyStartRound(index, cmd.StartRound)
+	case *meghav1.Command_CommitRound:
+		res, err = s.applyCommitRound(index, cmd.CommitRound)
 	case *meghav1.Command_Noop:
 	default:
 		// A command from a newer version, or an empty envelope. Every

@@ -207,11 +207,25 @@ func (s *State) loseWorkerTasksLocked(index uint64, workerID string, at *timesta
 		t = proto.Clone(t).(*meghav1.Task)
 		t.State, t.FinishedAt, t.Error = meghav1.TaskState_TASK_STATE_LOST, at, "worker "+workerID+" lost"
 		s.tasks[id] = t
-		if prev := s.jobs[t.JobId]; prev != nil && prev.Status.GetState() == meghav1.JobState_JOB_STATE_RUNNING {
-			j := proto.Clone(prev).(*meghav1.Job)
-			j.Status.State, j.Status.UpdatedAt, j.ModifyIndex = meghav1.JobState_JOB_STATE_RECOVERING, at, index
-			j.Status.LastError = fmt.Sprintf("rank %d lost with worker %s", t.Rank, workerID)
-			s.putJobLocked(j)
+		prev := s.jobs[t.JobId]
+		if prev == nil || prev.Status.GetState() != meghav1.JobState_JOB_STATE_RUNNING {
+			continue
 		}
+		j := proto.Clone(prev).(*meghav1.Job)
+		j.Status.UpdatedAt, j.ModifyIndex = at, index
+		j.Status.LastError = fmt.Sprintf("rank %d lost with worker %s", t.Rank, workerID)
+		switch survivors := len(s.liveTasksLocked(j.Id)); {
+		case !scheduler.BuiltinTrain(j):
+			// A user command restarts the missing rank elsewhere.
+			j.Status.State = meghav1.JobState_JOB_STATE_RECOVERING
+		case survivors > 0:
+			// Built-in training goes on with the survivors: the round in
+			// flight is retried without the lost rank.
+			j.Status.LastError += fmt.Sprintf("; training continues with %d workers", survivors)
+		default:
+			j.Status.State, j.Status.FinishedAt = meghav1.JobState_JOB_STATE_FAILED, at
+			j.Status.LastError += "; every worker is lost and the job has no checkpoint to resume from"
+		}
+		s.putJobLocked(j)
 	}
 }

@@ -66,6 +66,7 @@ func (n *Node) establishLeadership(ctx context.Context) {
 	n.logger.Info("leading", "barrier_ms", time.Since(start).Milliseconds())
 	go n.detectFailures(ctx)
 	go n.schedule(ctx)
+	go n.driveRounds(ctx)
 	n.ensureMember(ctx)
 }
 

@@ -66,9 +66,11 @@ type Node struct {
 	fsm  *FSM
 	// detector holds worker heartbeats; only the leader's is in use.
 	detector *Detector
-	wal      *wal.WAL
-	meta     *metadb.BoltMetaDB
-	trans    *raft.NetworkTransport
+	// rounds is the leader's memory of sync rounds in progress.
+	rounds *roundBook
+	wal    *wal.WAL
+	meta   *metadb.BoltMetaDB
+	trans  *raft.NetworkTransport
 
 	// ready is true on the leader once it has applied everything committed
 	// before its term (a barrier), so its local reads are fresh.
@@ -99,6 +101,7 @@ func NewNode(cfg NodeConfig) (*Node, error) {
 		logger:   cfg.Logger.With("component", "raft", "node_id", cfg.ID),
 		fsm:      NewFSM(cfg.Logger),
 		detector: NewDetector(cfg.Workers.Detector),
+		rounds:   newRoundBook(),
 		notifyCh: make(chan bool, 16),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),

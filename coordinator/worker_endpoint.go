@@ -10,6 +10,7 @@ import (
 	"time"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"github.com/megha-ml/megha/coordinator/scheduler"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -170,8 +171,12 @@ func (e *workerEndpoint) Assignments(req *meghav1.AssignmentsRequest, stream grp
 			case t.WorkerEpoch != req.Epoch:
 			case t.State == meghav1.TaskState_TASK_STATE_ASSIGNED && !sent[t.Id]:
 				job, _ := st.Job(t.JobId)
-				if err := stream.Send(&meghav1.Assignment{TaskId: t.Id, JobId: t.JobId, Rank: t.Rank, World: t.World,
-					Command: job.GetSpec().GetModel().GetCommand(), Env: job.GetSpec().GetModel().GetEnv()}); err != nil {
+				as := &meghav1.Assignment{TaskId: t.Id, JobId: t.JobId, Rank: t.Rank, World: t.World,
+					Command: job.GetSpec().GetModel().GetCommand(), Env: job.GetSpec().GetModel().GetEnv()}
+				if scheduler.BuiltinTrain(job) {
+					as.Spec = job.Spec
+				}
+				if err := stream.Send(as); err != nil {
 					return err
 				}
 				sent[t.Id] = true

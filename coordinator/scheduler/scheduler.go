@@ -29,10 +29,17 @@ type Placement struct {
 	Tasks []*meghav1.Task
 }
 
-// Runnable reports whether megha can run the job's model on workers
-// today: user commands can; built-in models wait for the trainer.
+// Runnable reports whether megha can run the job's model on workers:
+// a user command, or a built-in model trained by the built-in trainer.
 func Runnable(j *meghav1.Job) bool {
-	return len(j.GetSpec().GetModel().GetCommand()) > 0
+	return len(j.GetSpec().GetModel().GetCommand()) > 0 || BuiltinTrain(j)
+}
+
+// BuiltinTrain reports whether the job trains a built-in model with the
+// built-in trainer (and so syncs in rounds fixed by the coordinator).
+func BuiltinTrain(j *meghav1.Job) bool {
+	sp := j.GetSpec()
+	return sp.GetKind() == meghav1.JobKind_JOB_KIND_TRAIN && sp.GetModel().GetBuiltin() != ""
 }
 
 // Schedule places, in submission order, every job whose missing ranks all

@@ -48,6 +48,8 @@ type Command struct {
 	//	*Command_WorkerLeft
 	//	*Command_AssignTasks
 	//	*Command_UpdateTask
+	//	*Command_StartRound
+	//	*Command_CommitRound
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -198,6 +200,24 @@ func (x *Command) GetUpdateTask() *UpdateTaskCommand {
 	return nil
 }
 
+func (x *Command) GetStartRound() *StartRoundCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_StartRound); ok {
+			return x.StartRound
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCommitRound() *CommitRoundCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_CommitRound); ok {
+			return x.CommitRound
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -250,6 +270,14 @@ type Command_UpdateTask struct {
 	UpdateTask *UpdateTaskCommand `protobuf:"bytes,12,opt,name=update_task,json=updateTask,proto3,oneof"`
 }
 
+type Command_StartRound struct {
+	StartRound *StartRoundCommand `protobuf:"bytes,13,opt,name=start_round,json=startRound,proto3,oneof"`
+}
+
+type Command_CommitRound struct {
+	CommitRound *CommitRoundCommand `protobuf:"bytes,14,opt,name=commit_round,json=commitRound,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Cmd() {}
 
 func (*Command_CancelJob) isCommand_Cmd() {}
@@ -273,6 +301,10 @@ func (*Command_WorkerLeft) isCommand_Cmd() {}
 func (*Command_AssignTasks) isCommand_Cmd() {}
 
 func (*Command_UpdateTask) isCommand_Cmd() {}
+
+func (*Command_StartRound) isCommand_Cmd() {}
+
+func (*Command_CommitRound) isCommand_Cmd() {}
 
 // AssignTasksCommand places a job's ranks on workers (the scheduler's
 // plan). The job moves to Running.
@@ -438,6 +470,163 @@ func (x *UpdateTaskCommand) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// StartRoundCommand fixes the members and ranks of an attempt of a job's
+// next sync round (attempt 0 first; a higher attempt retries the round
+// with the survivors of the previous one).
+type StartRoundCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Members       []*RoundMember         `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"` // why the previous attempt was abandoned
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartRoundCommand) Reset() {
+	*x = StartRoundCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartRoundCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartRoundCommand) ProtoMessage() {}
+
+func (x *StartRoundCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartRoundCommand.ProtoReflect.Descriptor instead.
+func (*StartRoundCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StartRoundCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *StartRoundCommand) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *StartRoundCommand) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *StartRoundCommand) GetMembers() []*RoundMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *StartRoundCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *StartRoundCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CommitRoundCommand records a round every member of its attempt completed;
+// a job whose stop condition it meets succeeds.
+type CommitRoundCommand struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	JobId          string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Record         *RoundRecord           `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	NextInnerSteps map[string]uint32      `protobuf:"bytes,3,rep,name=next_inner_steps,json=nextInnerSteps,proto3" json:"next_inner_steps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	At             *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CommitRoundCommand) Reset() {
+	*x = CommitRoundCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitRoundCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitRoundCommand) ProtoMessage() {}
+
+func (x *CommitRoundCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitRoundCommand.ProtoReflect.Descriptor instead.
+func (*CommitRoundCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CommitRoundCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CommitRoundCommand) GetRecord() *RoundRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *CommitRoundCommand) GetNextInnerSteps() map[string]uint32 {
+	if x != nil {
+		return x.NextInnerSteps
+	}
+	return nil
+}
+
+func (x *CommitRoundCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // RegisterWorkerCommand records a worker joining (or re-joining: a new
 // epoch). The endpoint fills registered_at and the throughput history is
 // updated from worker.throughput.
@@ -450,7 +639,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +651,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[3]
+	mi := &file_megha_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +664,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterWorkerCommand) GetWorker() *Worker {
@@ -498,7 +687,7 @@ type WorkerLostCommand struct {
 
 func (x *WorkerLostCommand) Reset() {
 	*x = WorkerLostCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +699,7 @@ func (x *WorkerLostCommand) String() string {
 func (*WorkerLostCommand) ProtoMessage() {}
 
 func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[4]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +712,7 @@ func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *WorkerLostCommand) GetId() string {
@@ -567,7 +756,7 @@ type WorkerLeftCommand struct {
 
 func (x *WorkerLeftCommand) Reset() {
 	*x = WorkerLeftCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +768,7 @@ func (x *WorkerLeftCommand) String() string {
 func (*WorkerLeftCommand) ProtoMessage() {}
 
 func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +781,7 @@ func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLeftCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLeftCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WorkerLeftCommand) GetId() string {
@@ -634,7 +823,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +835,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +848,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SubmitJobsCommand) GetJobs() []*SubmitJobCommand {
@@ -681,7 +870,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +882,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +895,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SubmitJobCommand) GetJob() *Job {
@@ -736,7 +925,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +937,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +950,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelJobCommand) GetId() string {
@@ -808,7 +997,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1009,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1022,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateJobStatusCommand) GetId() string {
@@ -889,7 +1078,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1090,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1103,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -934,7 +1123,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1135,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1148,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -979,7 +1168,7 @@ type NoopCommand struct {
 
 func (x *NoopCommand) Reset() {
 	*x = NoopCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1180,7 @@ func (x *NoopCommand) String() string {
 func (*NoopCommand) ProtoMessage() {}
 
 func (x *NoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1193,7 @@ func (x *NoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoopCommand.ProtoReflect.Descriptor instead.
 func (*NoopCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NoopCommand) GetPayload() []byte {
@@ -1030,7 +1219,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_megha_v1_command_proto_msgTypes[13]
+	mi := &file_megha_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1231,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[13]
+	mi := &file_megha_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1244,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -1119,7 +1308,7 @@ type RequestKey struct {
 
 func (x *RequestKey) Reset() {
 	*x = RequestKey{}
-	mi := &file_megha_v1_command_proto_msgTypes[14]
+	mi := &file_megha_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1320,7 @@ func (x *RequestKey) String() string {
 func (*RequestKey) ProtoMessage() {}
 
 func (x *RequestKey) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[14]
+	mi := &file_megha_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1333,7 @@ func (x *RequestKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestKey.ProtoReflect.Descriptor instead.
 func (*RequestKey) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RequestKey) GetTenant() string {
@@ -1172,7 +1361,7 @@ var File_megha_v1_command_proto protoreflect.FileDescriptor
 
 const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xa2\x06\n" +
+	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xa5\a\n" +
 	"\aCommand\x12;\n" +
 	"\n" +
 	"submit_job\x18\x01 \x01(\v2\x1a.megha.v1.SubmitJobCommandH\x00R\tsubmitJob\x12;\n" +
@@ -1192,7 +1381,10 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"workerLeft\x12A\n" +
 	"\fassign_tasks\x18\v \x01(\v2\x1c.megha.v1.AssignTasksCommandH\x00R\vassignTasks\x12>\n" +
 	"\vupdate_task\x18\f \x01(\v2\x1b.megha.v1.UpdateTaskCommandH\x00R\n" +
-	"updateTaskB\x05\n" +
+	"updateTask\x12>\n" +
+	"\vstart_round\x18\r \x01(\v2\x1b.megha.v1.StartRoundCommandH\x00R\n" +
+	"startRound\x12A\n" +
+	"\fcommit_round\x18\x0e \x01(\v2\x1c.megha.v1.CommitRoundCommandH\x00R\vcommitRoundB\x05\n" +
 	"\x03cmd\"}\n" +
 	"\x12AssignTasksCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12$\n" +
@@ -1206,7 +1398,22 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12.\n" +
 	"\bprogress\x18\a \x01(\v2\x12.megha.v1.ProgressR\bprogress\x12*\n" +
-	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"A\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xcf\x01\n" +
+	"\x11StartRoundCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12/\n" +
+	"\amembers\x18\x04 \x03(\v2\x15.megha.v1.RoundMemberR\amembers\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xa5\x02\n" +
+	"\x12CommitRoundCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12-\n" +
+	"\x06record\x18\x02 \x01(\v2\x15.megha.v1.RoundRecordR\x06record\x12Z\n" +
+	"\x10next_inner_steps\x18\x03 \x03(\v20.megha.v1.CommitRoundCommand.NextInnerStepsEntryR\x0enextInnerSteps\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x1aA\n" +
+	"\x13NextInnerStepsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"A\n" +
 	"\x15RegisterWorkerCommand\x12(\n" +
 	"\x06worker\x18\x01 \x01(\v2\x10.megha.v1.WorkerR\x06worker\"}\n" +
 	"\x11WorkerLostCommand\x12\x0e\n" +
@@ -1273,72 +1480,84 @@ func file_megha_v1_command_proto_rawDescGZIP() []byte {
 	return file_megha_v1_command_proto_rawDescData
 }
 
-var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_megha_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                // 0: megha.v1.Command
 	(*AssignTasksCommand)(nil),     // 1: megha.v1.AssignTasksCommand
 	(*UpdateTaskCommand)(nil),      // 2: megha.v1.UpdateTaskCommand
-	(*RegisterWorkerCommand)(nil),  // 3: megha.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),      // 4: megha.v1.WorkerLostCommand
-	(*WorkerLeftCommand)(nil),      // 5: megha.v1.WorkerLeftCommand
-	(*SubmitJobsCommand)(nil),      // 6: megha.v1.SubmitJobsCommand
-	(*SubmitJobCommand)(nil),       // 7: megha.v1.SubmitJobCommand
-	(*CancelJobCommand)(nil),       // 8: megha.v1.CancelJobCommand
-	(*UpdateJobStatusCommand)(nil), // 9: megha.v1.UpdateJobStatusCommand
-	(*UpsertMemberCommand)(nil),    // 10: megha.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),    // 11: megha.v1.RemoveMemberCommand
-	(*NoopCommand)(nil),            // 12: megha.v1.NoopCommand
-	(*Snapshot)(nil),               // 13: megha.v1.Snapshot
-	(*RequestKey)(nil),             // 14: megha.v1.RequestKey
-	(*Task)(nil),                   // 15: megha.v1.Task
-	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
-	(TaskState)(0),                 // 17: megha.v1.TaskState
-	(*Progress)(nil),               // 18: megha.v1.Progress
-	(*Worker)(nil),                 // 19: megha.v1.Worker
-	(*Job)(nil),                    // 20: megha.v1.Job
-	(JobState)(0),                  // 21: megha.v1.JobState
-	(*Member)(nil),                 // 22: megha.v1.Member
-	(*GPUModelThroughput)(nil),     // 23: megha.v1.GPUModelThroughput
+	(*StartRoundCommand)(nil),      // 3: megha.v1.StartRoundCommand
+	(*CommitRoundCommand)(nil),     // 4: megha.v1.CommitRoundCommand
+	(*RegisterWorkerCommand)(nil),  // 5: megha.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),      // 6: megha.v1.WorkerLostCommand
+	(*WorkerLeftCommand)(nil),      // 7: megha.v1.WorkerLeftCommand
+	(*SubmitJobsCommand)(nil),      // 8: megha.v1.SubmitJobsCommand
+	(*SubmitJobCommand)(nil),       // 9: megha.v1.SubmitJobCommand
+	(*CancelJobCommand)(nil),       // 10: megha.v1.CancelJobCommand
+	(*UpdateJobStatusCommand)(nil), // 11: megha.v1.UpdateJobStatusCommand
+	(*UpsertMemberCommand)(nil),    // 12: megha.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),    // 13: megha.v1.RemoveMemberCommand
+	(*NoopCommand)(nil),            // 14: megha.v1.NoopCommand
+	(*Snapshot)(nil),               // 15: megha.v1.Snapshot
+	(*RequestKey)(nil),             // 16: megha.v1.RequestKey
+	nil,                            // 17: megha.v1.CommitRoundCommand.NextInnerStepsEntry
+	(*Task)(nil),                   // 18: megha.v1.Task
+	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
+	(TaskState)(0),                 // 20: megha.v1.TaskState
+	(*Progress)(nil),               // 21: megha.v1.Progress
+	(*RoundMember)(nil),            // 22: megha.v1.RoundMember
+	(*RoundRecord)(nil),            // 23: megha.v1.RoundRecord
+	(*Worker)(nil),                 // 24: megha.v1.Worker
+	(*Job)(nil),                    // 25: megha.v1.Job
+	(JobState)(0),                  // 26: megha.v1.JobState
+	(*Member)(nil),                 // 27: megha.v1.Member
+	(*GPUModelThroughput)(nil),     // 28: megha.v1.GPUModelThroughput
 }
 var file_megha_v1_command_proto_depIdxs = []int32{
-	7,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
-	8,  // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
-	9,  // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
-	10, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
-	11, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
-	12, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
-	6,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
-	3,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
-	4,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
-	5,  // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
+	9,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
+	10, // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
+	11, // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
+	12, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
+	13, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
+	14, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
+	8,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
+	5,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
+	6,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
+	7,  // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
 	1,  // 10: megha.v1.Command.assign_tasks:type_name -> megha.v1.AssignTasksCommand
 	2,  // 11: megha.v1.Command.update_task:type_name -> megha.v1.UpdateTaskCommand
-	15, // 12: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
-	16, // 13: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
-	17, // 14: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
-	18, // 15: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
-	16, // 16: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
-	19, // 17: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
-	16, // 18: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
-	16, // 19: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
-	7,  // 20: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
-	20, // 21: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
-	16, // 22: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
-	21, // 23: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
-	18, // 24: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
-	16, // 25: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
-	22, // 26: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
-	20, // 27: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
-	22, // 28: megha.v1.Snapshot.members:type_name -> megha.v1.Member
-	14, // 29: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
-	19, // 30: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
-	23, // 31: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
-	15, // 32: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	3,  // 12: megha.v1.Command.start_round:type_name -> megha.v1.StartRoundCommand
+	4,  // 13: megha.v1.Command.commit_round:type_name -> megha.v1.CommitRoundCommand
+	18, // 14: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
+	19, // 15: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
+	20, // 16: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
+	21, // 17: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
+	19, // 18: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
+	22, // 19: megha.v1.StartRoundCommand.members:type_name -> megha.v1.RoundMember
+	19, // 20: megha.v1.StartRoundCommand.at:type_name -> google.protobuf.Timestamp
+	23, // 21: megha.v1.CommitRoundCommand.record:type_name -> megha.v1.RoundRecord
+	17, // 22: megha.v1.CommitRoundCommand.next_inner_steps:type_name -> megha.v1.CommitRoundCommand.NextInnerStepsEntry
+	19, // 23: megha.v1.CommitRoundCommand.at:type_name -> google.protobuf.Timestamp
+	24, // 24: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
+	19, // 25: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
+	19, // 26: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
+	9,  // 27: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
+	25, // 28: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
+	19, // 29: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
+	26, // 30: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
+	21, // 31: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
+	19, // 32: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
+	27, // 33: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
+	25, // 34: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
+	27, // 35: megha.v1.Snapshot.members:type_name -> megha.v1.Member
+	16, // 36: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
+	24, // 37: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
+	28, // 38: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
+	18, // 39: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_command_proto_init() }
@@ -1360,6 +1579,8 @@ func file_megha_v1_command_proto_init() {
 		(*Command_WorkerLeft)(nil),
 		(*Command_AssignTasks)(nil),
 		(*Command_UpdateTask)(nil),
+		(*Command_StartRound)(nil),
+		(*Command_CommitRound)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1367,7 +1588,7 @@ func file_megha_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_command_proto_rawDesc), len(file_megha_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

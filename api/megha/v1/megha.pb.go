@@ -434,6 +434,58 @@ func (Suffrage) EnumDescriptor() ([]byte, []int) {
 	return file_megha_v1_megha_proto_rawDescGZIP(), []int{6}
 }
 
+type RoundOutcome_Decision int32
+
+const (
+	RoundOutcome_DECISION_PENDING RoundOutcome_Decision = 0 // not decided yet: call again
+	RoundOutcome_DECISION_COMMIT  RoundOutcome_Decision = 1 // adopt the round's result
+	RoundOutcome_DECISION_RETRY   RoundOutcome_Decision = 2 // discard it and reduce again with retry's members
+	RoundOutcome_DECISION_STOP    RoundOutcome_Decision = 3 // the job ended (or the task is no longer a member)
+)
+
+// Enum value maps for RoundOutcome_Decision.
+var (
+	RoundOutcome_Decision_name = map[int32]string{
+		0: "DECISION_PENDING",
+		1: "DECISION_COMMIT",
+		2: "DECISION_RETRY",
+		3: "DECISION_STOP",
+	}
+	RoundOutcome_Decision_value = map[string]int32{
+		"DECISION_PENDING": 0,
+		"DECISION_COMMIT":  1,
+		"DECISION_RETRY":   2,
+		"DECISION_STOP":    3,
+	}
+)
+
+func (x RoundOutcome_Decision) Enum() *RoundOutcome_Decision {
+	p := new(RoundOutcome_Decision)
+	*p = x
+	return p
+}
+
+func (x RoundOutcome_Decision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RoundOutcome_Decision) Descriptor() protoreflect.EnumDescriptor {
+	return file_megha_v1_megha_proto_enumTypes[7].Descriptor()
+}
+
+func (RoundOutcome_Decision) Type() protoreflect.EnumType {
+	return &file_megha_v1_megha_proto_enumTypes[7]
+}
+
+func (x RoundOutcome_Decision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RoundOutcome_Decision.Descriptor instead.
+func (RoundOutcome_Decision) EnumDescriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47, 0}
+}
+
 // JobSpec is what a user submits. Every field is optional on the wire; the
 // coordinator fills defaults and rejects what is malformed, naming the field.
 type JobSpec struct {
@@ -1127,6 +1179,7 @@ type JobStatus struct {
 	SpendMicros   int64                  `protobuf:"varint,7,opt,name=spend_micros,json=spendMicros,proto3" json:"spend_micros,omitempty"`
 	LastError     string                 `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	CancelReason  string                 `protobuf:"bytes,9,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	Train         *TrainStatus           `protobuf:"bytes,10,opt,name=train,proto3" json:"train,omitempty"` // built-in training: rounds, loss and traffic
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1224,6 +1277,469 @@ func (x *JobStatus) GetCancelReason() string {
 	return ""
 }
 
+func (x *JobStatus) GetTrain() *TrainStatus {
+	if x != nil {
+		return x.Train
+	}
+	return nil
+}
+
+// TrainStatus is the synchronization history of a built-in training job.
+// Rounds are numbered from 1; round r is in flight once a StartRound for it
+// is recorded and done once it is committed.
+type TrainStatus struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Committed       uint64                 `protobuf:"varint,1,opt,name=committed,proto3" json:"committed,omitempty"`                  // rounds committed
+	Attempt         uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`                      // attempt of the round in flight (0 = first)
+	Members         []*RoundMember         `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`                       // members of the round in flight; empty between rounds
+	Rounds          []*RoundRecord         `protobuf:"bytes,4,rep,name=rounds,proto3" json:"rounds,omitempty"`                         // committed rounds, oldest first
+	Tokens          uint64                 `protobuf:"varint,5,opt,name=tokens,proto3" json:"tokens,omitempty"`                        // total predictions trained on
+	BytesSent       int64                  `protobuf:"varint,6,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"` // all-reduce payload bytes, summed over members
+	BytesReceived   int64                  `protobuf:"varint,7,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	AbortedAttempts uint64                 `protobuf:"varint,8,opt,name=aborted_attempts,json=abortedAttempts,proto3" json:"aborted_attempts,omitempty"` // round attempts abandoned and retried
+	Algorithm       string                 `protobuf:"bytes,9,opt,name=algorithm,proto3" json:"algorithm,omitempty"`                                     // diloco | ddp
+	// inner_steps is each task's local step count for the next round
+	// (sized to its measured speed); absent tasks use the spec's H.
+	InnerSteps     map[string]uint32      `protobuf:"bytes,10,rep,name=inner_steps,json=innerSteps,proto3" json:"inner_steps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	RoundStartedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=round_started_at,json=roundStartedAt,proto3" json:"round_started_at,omitempty"` // first attempt of the round in flight
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TrainStatus) Reset() {
+	*x = TrainStatus{}
+	mi := &file_megha_v1_megha_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainStatus) ProtoMessage() {}
+
+func (x *TrainStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainStatus.ProtoReflect.Descriptor instead.
+func (*TrainStatus) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TrainStatus) GetCommitted() uint64 {
+	if x != nil {
+		return x.Committed
+	}
+	return 0
+}
+
+func (x *TrainStatus) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TrainStatus) GetMembers() []*RoundMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *TrainStatus) GetRounds() []*RoundRecord {
+	if x != nil {
+		return x.Rounds
+	}
+	return nil
+}
+
+func (x *TrainStatus) GetTokens() uint64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *TrainStatus) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *TrainStatus) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
+func (x *TrainStatus) GetAbortedAttempts() uint64 {
+	if x != nil {
+		return x.AbortedAttempts
+	}
+	return 0
+}
+
+func (x *TrainStatus) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *TrainStatus) GetInnerSteps() map[string]uint32 {
+	if x != nil {
+		return x.InnerSteps
+	}
+	return nil
+}
+
+func (x *TrainStatus) GetRoundStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RoundStartedAt
+	}
+	return nil
+}
+
+// RoundMember is one task's place in a round.
+type RoundMember struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Rank          uint32                 `protobuf:"varint,3,opt,name=rank,proto3" json:"rank,omitempty"` // position in the round's ring
+	Addr          string                 `protobuf:"bytes,4,opt,name=addr,proto3" json:"addr,omitempty"`  // the task's collective endpoint
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoundMember) Reset() {
+	*x = RoundMember{}
+	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoundMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoundMember) ProtoMessage() {}
+
+func (x *RoundMember) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoundMember.ProtoReflect.Descriptor instead.
+func (*RoundMember) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RoundMember) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *RoundMember) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *RoundMember) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *RoundMember) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+// MemberRound is one member's account of a round.
+type MemberRound struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Steps         uint32                 `protobuf:"varint,3,opt,name=steps,proto3" json:"steps,omitempty"`
+	Tokens        uint64                 `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	Loss          float64                `protobuf:"fixed64,5,opt,name=loss,proto3" json:"loss,omitempty"`                                  // mean training loss over its steps
+	Weight        float64                `protobuf:"fixed64,6,opt,name=weight,proto3" json:"weight,omitempty"`                              // its weight in the mean (0 if excluded)
+	Excluded      string                 `protobuf:"bytes,7,opt,name=excluded,proto3" json:"excluded,omitempty"`                            // why it contributed nothing (non-finite update)
+	StepSeconds   float64                `protobuf:"fixed64,8,opt,name=step_seconds,json=stepSeconds,proto3" json:"step_seconds,omitempty"` // wall time per local step, throttling included
+	BytesSent     int64                  `protobuf:"varint,9,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	BytesReceived int64                  `protobuf:"varint,10,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	GpuModel      string                 `protobuf:"bytes,11,opt,name=gpu_model,json=gpuModel,proto3" json:"gpu_model,omitempty"`
+	Emulated      bool                   `protobuf:"varint,12,opt,name=emulated,proto3" json:"emulated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberRound) Reset() {
+	*x = MemberRound{}
+	mi := &file_megha_v1_megha_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberRound) ProtoMessage() {}
+
+func (x *MemberRound) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberRound.ProtoReflect.Descriptor instead.
+func (*MemberRound) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MemberRound) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *MemberRound) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *MemberRound) GetSteps() uint32 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *MemberRound) GetTokens() uint64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *MemberRound) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
+func (x *MemberRound) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *MemberRound) GetExcluded() string {
+	if x != nil {
+		return x.Excluded
+	}
+	return ""
+}
+
+func (x *MemberRound) GetStepSeconds() float64 {
+	if x != nil {
+		return x.StepSeconds
+	}
+	return 0
+}
+
+func (x *MemberRound) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *MemberRound) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
+func (x *MemberRound) GetGpuModel() string {
+	if x != nil {
+		return x.GpuModel
+	}
+	return ""
+}
+
+func (x *MemberRound) GetEmulated() bool {
+	if x != nil {
+		return x.Emulated
+	}
+	return false
+}
+
+// RoundRecord is a committed round.
+type RoundRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Members       []*MemberRound         `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	Tokens        uint64                 `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	TrainLoss     float64                `protobuf:"fixed64,5,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"` // token-weighted mean over members
+	ValLoss       float64                `protobuf:"fixed64,6,opt,name=val_loss,json=valLoss,proto3" json:"val_loss,omitempty"`       // of the new shared parameters; see has_val
+	HasVal        bool                   `protobuf:"varint,7,opt,name=has_val,json=hasVal,proto3" json:"has_val,omitempty"`
+	BytesSent     int64                  `protobuf:"varint,8,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	BytesReceived int64                  `protobuf:"varint,9,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"` // first attempt formed
+	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoundRecord) Reset() {
+	*x = RoundRecord{}
+	mi := &file_megha_v1_megha_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoundRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoundRecord) ProtoMessage() {}
+
+func (x *RoundRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoundRecord.ProtoReflect.Descriptor instead.
+func (*RoundRecord) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RoundRecord) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetMembers() []*MemberRound {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *RoundRecord) GetTokens() uint64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetTrainLoss() float64 {
+	if x != nil {
+		return x.TrainLoss
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetValLoss() float64 {
+	if x != nil {
+		return x.ValLoss
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetHasVal() bool {
+	if x != nil {
+		return x.HasVal
+	}
+	return false
+}
+
+func (x *RoundRecord) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
+func (x *RoundRecord) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *RoundRecord) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
 // Job is a submitted job: identity, spec and status.
 type Job struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1239,7 +1755,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_megha_v1_megha_proto_msgTypes[10]
+	mi := &file_megha_v1_megha_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1767,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[10]
+	mi := &file_megha_v1_megha_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1780,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{10}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Job) GetId() string {
@@ -1321,7 +1837,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	mi := &file_megha_v1_megha_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1849,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	mi := &file_megha_v1_megha_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1862,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -1373,7 +1889,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[12]
+	mi := &file_megha_v1_megha_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1901,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[12]
+	mi := &file_megha_v1_megha_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1914,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1425,7 +1941,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[13]
+	mi := &file_megha_v1_megha_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +1953,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[13]
+	mi := &file_megha_v1_megha_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +1966,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{13}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1480,7 +1996,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[14]
+	mi := &file_megha_v1_megha_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +2008,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[14]
+	mi := &file_megha_v1_megha_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +2021,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{14}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListJobsRequest) GetTenant() string {
@@ -1553,7 +2069,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	mi := &file_megha_v1_megha_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +2081,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	mi := &file_megha_v1_megha_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +2094,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{15}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -1605,7 +2121,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[16]
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +2133,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[16]
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +2146,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{16}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -1656,7 +2172,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[17]
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +2184,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[17]
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +2197,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{17}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -1702,7 +2218,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_megha_v1_megha_proto_msgTypes[18]
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1714,7 +2230,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[18]
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1727,7 +2243,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{18}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -1757,7 +2273,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_megha_v1_megha_proto_msgTypes[19]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1769,7 +2285,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[19]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1782,7 +2298,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{19}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GPU) GetUuid() string {
@@ -1890,7 +2406,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1902,7 +2418,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1915,7 +2431,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Worker) GetId() string {
@@ -2035,7 +2551,7 @@ type Throughput struct {
 
 func (x *Throughput) Reset() {
 	*x = Throughput{}
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2563,7 @@ func (x *Throughput) String() string {
 func (*Throughput) ProtoMessage() {}
 
 func (x *Throughput) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2576,7 @@ func (x *Throughput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Throughput.ProtoReflect.Descriptor instead.
 func (*Throughput) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Throughput) GetSamplesPerSecond() float64 {
@@ -2101,7 +2617,7 @@ type GPUModelThroughput struct {
 
 func (x *GPUModelThroughput) Reset() {
 	*x = GPUModelThroughput{}
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2629,7 @@ func (x *GPUModelThroughput) String() string {
 func (*GPUModelThroughput) ProtoMessage() {}
 
 func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2642,7 @@ func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUModelThroughput.ProtoReflect.Descriptor instead.
 func (*GPUModelThroughput) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GPUModelThroughput) GetModel() string {
@@ -2196,7 +2712,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2724,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2737,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterWorkerRequest) GetAgentKey() string {
@@ -2291,7 +2807,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2819,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2832,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() string {
@@ -2352,7 +2868,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2880,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2893,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -2419,7 +2935,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2947,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2960,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2478,7 +2994,7 @@ type AssignmentsRequest struct {
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +3006,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +3019,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AssignmentsRequest) GetWorkerId() string {
@@ -2541,7 +3057,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2553,7 +3069,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2566,7 +3082,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Task) GetId() string {
@@ -2663,13 +3179,14 @@ type Assignment struct {
 	Command       []string               `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`                                                                   // the job's model.command
 	Env           map[string]string      `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // the job's model.env
 	Stop          bool                   `protobuf:"varint,7,opt,name=stop,proto3" json:"stop,omitempty"`                                                                        // stop this task: its job was cancelled or it was moved
+	Spec          *JobSpec               `protobuf:"bytes,8,opt,name=spec,proto3" json:"spec,omitempty"`                                                                         // the job's spec, for built-in models
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2681,7 +3198,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2694,7 +3211,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -2746,6 +3263,13 @@ func (x *Assignment) GetStop() bool {
 	return false
 }
 
+func (x *Assignment) GetSpec() *JobSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
 // ProgressReport is a worker's news about one of its tasks.
 type ProgressReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2762,7 +3286,7 @@ type ProgressReport struct {
 
 func (x *ProgressReport) Reset() {
 	*x = ProgressReport{}
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2774,7 +3298,7 @@ func (x *ProgressReport) String() string {
 func (*ProgressReport) ProtoMessage() {}
 
 func (x *ProgressReport) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2787,7 +3311,7 @@ func (x *ProgressReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressReport.ProtoReflect.Descriptor instead.
 func (*ProgressReport) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ProgressReport) GetWorkerId() string {
@@ -2847,7 +3371,7 @@ type ProgressAck struct {
 
 func (x *ProgressAck) Reset() {
 	*x = ProgressAck{}
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +3383,7 @@ func (x *ProgressAck) String() string {
 func (*ProgressAck) ProtoMessage() {}
 
 func (x *ProgressAck) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +3396,7 @@ func (x *ProgressAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressAck.ProtoReflect.Descriptor instead.
 func (*ProgressAck) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
 }
 
 type LeaveRequest struct {
@@ -2886,7 +3410,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +3422,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +3435,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LeaveRequest) GetWorkerId() string {
@@ -2943,7 +3467,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2955,7 +3479,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2968,7 +3492,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
 }
 
 type TaskLogsRequest struct {
@@ -2984,7 +3508,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2996,7 +3520,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3009,7 +3533,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *TaskLogsRequest) GetJobId() string {
@@ -3058,7 +3582,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3594,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3607,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3116,7 +3640,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3128,7 +3652,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3141,7 +3665,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -3160,7 +3684,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3696,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3709,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3204,7 +3728,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3216,7 +3740,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3229,7 +3753,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListWorkersRequest) GetStates() []WorkerState {
@@ -3249,7 +3773,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3785,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3798,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3291,6 +3815,383 @@ func (x *ListWorkersResponse) GetThroughput() []*GPUModelThroughput {
 	return nil
 }
 
+type JoinRoundRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Round         uint64                 `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`                 // the round the task is ready for
+	Addr          string                 `protobuf:"bytes,5,opt,name=addr,proto3" json:"addr,omitempty"`                    // the task's collective endpoint
+	WaitMs        uint32                 `protobuf:"varint,6,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // how long to wait for the round to form (≤ 1500)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRoundRequest) Reset() {
+	*x = JoinRoundRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRoundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRoundRequest) ProtoMessage() {}
+
+func (x *JoinRoundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRoundRequest.ProtoReflect.Descriptor instead.
+func (*JoinRoundRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *JoinRoundRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *JoinRoundRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *JoinRoundRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *JoinRoundRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *JoinRoundRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *JoinRoundRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+// RoundPlan is a round attempt's fixed membership.
+type RoundPlan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Members       []*RoundMember         `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Rank          uint32                 `protobuf:"varint,5,opt,name=rank,proto3" json:"rank,omitempty"` // the caller's rank in members
+	Stop          bool                   `protobuf:"varint,6,opt,name=stop,proto3" json:"stop,omitempty"` // the job has ended or the task is no longer a member
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoundPlan) Reset() {
+	*x = RoundPlan{}
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoundPlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoundPlan) ProtoMessage() {}
+
+func (x *RoundPlan) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoundPlan.ProtoReflect.Descriptor instead.
+func (*RoundPlan) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RoundPlan) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *RoundPlan) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *RoundPlan) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RoundPlan) GetMembers() []*RoundMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *RoundPlan) GetRank() uint32 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *RoundPlan) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *RoundPlan) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type FinishRoundRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Round         uint64                 `protobuf:"varint,4,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Ok            bool                   `protobuf:"varint,6,opt,name=ok,proto3" json:"ok,omitempty"`      // the all-reduce succeeded on this member
+	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"` // why not
+	Stats         *MemberRound           `protobuf:"bytes,8,opt,name=stats,proto3" json:"stats,omitempty"`
+	ValLoss       float64                `protobuf:"fixed64,9,opt,name=val_loss,json=valLoss,proto3" json:"val_loss,omitempty"` // rank 0: validation loss of the proposed parameters
+	HasVal        bool                   `protobuf:"varint,10,opt,name=has_val,json=hasVal,proto3" json:"has_val,omitempty"`
+	WaitMs        uint32                 `protobuf:"varint,11,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishRoundRequest) Reset() {
+	*x = FinishRoundRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishRoundRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishRoundRequest) ProtoMessage() {}
+
+func (x *FinishRoundRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishRoundRequest.ProtoReflect.Descriptor instead.
+func (*FinishRoundRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *FinishRoundRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *FinishRoundRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *FinishRoundRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *FinishRoundRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *FinishRoundRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *FinishRoundRequest) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *FinishRoundRequest) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *FinishRoundRequest) GetStats() *MemberRound {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *FinishRoundRequest) GetValLoss() float64 {
+	if x != nil {
+		return x.ValLoss
+	}
+	return 0
+}
+
+func (x *FinishRoundRequest) GetHasVal() bool {
+	if x != nil {
+		return x.HasVal
+	}
+	return false
+}
+
+func (x *FinishRoundRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type RoundOutcome struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Decision       RoundOutcome_Decision  `protobuf:"varint,1,opt,name=decision,proto3,enum=megha.v1.RoundOutcome_Decision" json:"decision,omitempty"`
+	Retry          *RoundPlan             `protobuf:"bytes,2,opt,name=retry,proto3" json:"retry,omitempty"`
+	NextInnerSteps uint32                 `protobuf:"varint,3,opt,name=next_inner_steps,json=nextInnerSteps,proto3" json:"next_inner_steps,omitempty"` // local steps for the caller's next round
+	Done           bool                   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`                                             // with COMMIT: that was the last round; the job succeeded
+	Reason         string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RoundOutcome) Reset() {
+	*x = RoundOutcome{}
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoundOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoundOutcome) ProtoMessage() {}
+
+func (x *RoundOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoundOutcome.ProtoReflect.Descriptor instead.
+func (*RoundOutcome) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *RoundOutcome) GetDecision() RoundOutcome_Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return RoundOutcome_DECISION_PENDING
+}
+
+func (x *RoundOutcome) GetRetry() *RoundPlan {
+	if x != nil {
+		return x.Retry
+	}
+	return nil
+}
+
+func (x *RoundOutcome) GetNextInnerSteps() uint32 {
+	if x != nil {
+		return x.NextInnerSteps
+	}
+	return 0
+}
+
+func (x *RoundOutcome) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *RoundOutcome) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type AgentLogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -3303,7 +4204,7 @@ type AgentLogsRequest struct {
 
 func (x *AgentLogsRequest) Reset() {
 	*x = AgentLogsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3315,7 +4216,7 @@ func (x *AgentLogsRequest) String() string {
 func (*AgentLogsRequest) ProtoMessage() {}
 
 func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3328,7 +4229,7 @@ func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentLogsRequest.ProtoReflect.Descriptor instead.
 func (*AgentLogsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AgentLogsRequest) GetTaskId() string {
@@ -3373,7 +4274,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +4286,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +4299,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Member) GetId() string {
@@ -3444,7 +4345,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3456,7 +4357,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3469,7 +4370,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
 }
 
 type MembersResponse struct {
@@ -3481,7 +4382,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +4394,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +4407,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -3524,7 +4425,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3536,7 +4437,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3549,7 +4450,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{52}
 }
 
 type LeaderResponse struct {
@@ -3561,7 +4462,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3573,7 +4474,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3586,7 +4487,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LeaderResponse) GetLeader() *Member {
@@ -3604,7 +4505,7 @@ type RaftStatsRequest struct {
 
 func (x *RaftStatsRequest) Reset() {
 	*x = RaftStatsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	mi := &file_megha_v1_megha_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3616,7 +4517,7 @@ func (x *RaftStatsRequest) String() string {
 func (*RaftStatsRequest) ProtoMessage() {}
 
 func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	mi := &file_megha_v1_megha_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3629,7 +4530,7 @@ func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{54}
 }
 
 type RaftStatsResponse struct {
@@ -3642,7 +4543,7 @@ type RaftStatsResponse struct {
 
 func (x *RaftStatsResponse) Reset() {
 	*x = RaftStatsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	mi := &file_megha_v1_megha_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +4555,7 @@ func (x *RaftStatsResponse) String() string {
 func (*RaftStatsResponse) ProtoMessage() {}
 
 func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	mi := &file_megha_v1_megha_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +4568,7 @@ func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RaftStatsResponse) GetNodeId() string {
@@ -3695,7 +4596,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[48]
+	mi := &file_megha_v1_megha_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3707,7 +4608,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[48]
+	mi := &file_megha_v1_megha_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3720,7 +4621,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -3753,7 +4654,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	mi := &file_megha_v1_megha_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3765,7 +4666,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	mi := &file_megha_v1_megha_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3778,7 +4679,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *AddVoterResponse) GetMembers() []*Member {
@@ -3797,7 +4698,7 @@ type RemoveVoterRequest struct {
 
 func (x *RemoveVoterRequest) Reset() {
 	*x = RemoveVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	mi := &file_megha_v1_megha_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3809,7 +4710,7 @@ func (x *RemoveVoterRequest) String() string {
 func (*RemoveVoterRequest) ProtoMessage() {}
 
 func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	mi := &file_megha_v1_megha_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3822,7 +4723,7 @@ func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RemoveVoterRequest) GetId() string {
@@ -3841,7 +4742,7 @@ type RemoveVoterResponse struct {
 
 func (x *RemoveVoterResponse) Reset() {
 	*x = RemoveVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	mi := &file_megha_v1_megha_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3853,7 +4754,7 @@ func (x *RemoveVoterResponse) String() string {
 func (*RemoveVoterResponse) ProtoMessage() {}
 
 func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	mi := &file_megha_v1_megha_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3866,7 +4767,7 @@ func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RemoveVoterResponse) GetMembers() []*Member {
@@ -3946,7 +4847,7 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x06tokens\x18\x03 \x01(\x04R\x06tokens\x12\x12\n" +
 	"\x04loss\x18\x04 \x01(\x01R\x04loss\x12\x19\n" +
 	"\bval_loss\x18\x05 \x01(\x01R\avalLoss\x12\x18\n" +
-	"\aworkers\x18\x06 \x01(\rR\aworkers\"\xba\x03\n" +
+	"\aworkers\x18\x06 \x01(\rR\aworkers\"\xe7\x03\n" +
 	"\tJobStatus\x12(\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x12.megha.v1.JobStateR\x05state\x129\n" +
 	"\n" +
@@ -3961,7 +4862,63 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\fspend_micros\x18\a \x01(\x03R\vspendMicros\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\b \x01(\tR\tlastError\x12#\n" +
-	"\rcancel_reason\x18\t \x01(\tR\fcancelReason\"\xc7\x01\n" +
+	"\rcancel_reason\x18\t \x01(\tR\fcancelReason\x12+\n" +
+	"\x05train\x18\n" +
+	" \x01(\v2\x15.megha.v1.TrainStatusR\x05train\"\x99\x04\n" +
+	"\vTrainStatus\x12\x1c\n" +
+	"\tcommitted\x18\x01 \x01(\x04R\tcommitted\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12/\n" +
+	"\amembers\x18\x03 \x03(\v2\x15.megha.v1.RoundMemberR\amembers\x12-\n" +
+	"\x06rounds\x18\x04 \x03(\v2\x15.megha.v1.RoundRecordR\x06rounds\x12\x16\n" +
+	"\x06tokens\x18\x05 \x01(\x04R\x06tokens\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x06 \x01(\x03R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\a \x01(\x03R\rbytesReceived\x12)\n" +
+	"\x10aborted_attempts\x18\b \x01(\x04R\x0fabortedAttempts\x12\x1c\n" +
+	"\talgorithm\x18\t \x01(\tR\talgorithm\x12F\n" +
+	"\vinner_steps\x18\n" +
+	" \x03(\v2%.megha.v1.TrainStatus.InnerStepsEntryR\n" +
+	"innerSteps\x12D\n" +
+	"\x10round_started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0eroundStartedAt\x1a=\n" +
+	"\x0fInnerStepsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"k\n" +
+	"\vRoundMember\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x12\n" +
+	"\x04rank\x18\x03 \x01(\rR\x04rank\x12\x12\n" +
+	"\x04addr\x18\x04 \x01(\tR\x04addr\"\xdb\x02\n" +
+	"\vMemberRound\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05steps\x18\x03 \x01(\rR\x05steps\x12\x16\n" +
+	"\x06tokens\x18\x04 \x01(\x04R\x06tokens\x12\x12\n" +
+	"\x04loss\x18\x05 \x01(\x01R\x04loss\x12\x16\n" +
+	"\x06weight\x18\x06 \x01(\x01R\x06weight\x12\x1a\n" +
+	"\bexcluded\x18\a \x01(\tR\bexcluded\x12!\n" +
+	"\fstep_seconds\x18\b \x01(\x01R\vstepSeconds\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\t \x01(\x03R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\n" +
+	" \x01(\x03R\rbytesReceived\x12\x1b\n" +
+	"\tgpu_model\x18\v \x01(\tR\bgpuModel\x12\x1a\n" +
+	"\bemulated\x18\f \x01(\bR\bemulated\"\x99\x03\n" +
+	"\vRoundRecord\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\rR\aattempt\x12/\n" +
+	"\amembers\x18\x03 \x03(\v2\x15.megha.v1.MemberRoundR\amembers\x12\x16\n" +
+	"\x06tokens\x18\x04 \x01(\x04R\x06tokens\x12\x1d\n" +
+	"\n" +
+	"train_loss\x18\x05 \x01(\x01R\ttrainLoss\x12\x19\n" +
+	"\bval_loss\x18\x06 \x01(\x01R\avalLoss\x12\x17\n" +
+	"\ahas_val\x18\a \x01(\bR\x06hasVal\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\b \x01(\x03R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\t \x01(\x03R\rbytesReceived\x129\n" +
+	"\n" +
+	"started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcommitted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\"\xc7\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12%\n" +
@@ -4089,7 +5046,7 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\xfd\x01\n" +
+	"finishedAt\"\xa4\x02\n" +
 	"\n" +
 	"Assignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -4098,7 +5055,8 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x05world\x18\x04 \x01(\rR\x05world\x12\x18\n" +
 	"\acommand\x18\x05 \x03(\tR\acommand\x12/\n" +
 	"\x03env\x18\x06 \x03(\v2\x1d.megha.v1.Assignment.EnvEntryR\x03env\x12\x12\n" +
-	"\x04stop\x18\a \x01(\bR\x04stop\x1a6\n" +
+	"\x04stop\x18\a \x01(\bR\x04stop\x12%\n" +
+	"\x04spec\x18\b \x01(\v2\x11.megha.v1.JobSpecR\x04spec\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x01\n" +
@@ -4136,7 +5094,46 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\aworkers\x18\x01 \x03(\v2\x10.megha.v1.WorkerR\aworkers\x12<\n" +
 	"\n" +
 	"throughput\x18\x02 \x03(\v2\x1c.megha.v1.GPUModelThroughputR\n" +
-	"throughput\"o\n" +
+	"throughput\"\xa1\x01\n" +
+	"\x10JoinRoundRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05round\x18\x04 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04addr\x18\x05 \x01(\tR\x04addr\x12\x17\n" +
+	"\await_ms\x18\x06 \x01(\rR\x06waitMs\"\xc2\x01\n" +
+	"\tRoundPlan\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12/\n" +
+	"\amembers\x18\x04 \x03(\v2\x15.megha.v1.RoundMemberR\amembers\x12\x12\n" +
+	"\x04rank\x18\x05 \x01(\rR\x04rank\x12\x12\n" +
+	"\x04stop\x18\x06 \x01(\bR\x04stop\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xb0\x02\n" +
+	"\x12FinishRoundRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05round\x18\x04 \x01(\x04R\x05round\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\rR\aattempt\x12\x0e\n" +
+	"\x02ok\x18\x06 \x01(\bR\x02ok\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error\x12+\n" +
+	"\x05stats\x18\b \x01(\v2\x15.megha.v1.MemberRoundR\x05stats\x12\x19\n" +
+	"\bval_loss\x18\t \x01(\x01R\avalLoss\x12\x17\n" +
+	"\ahas_val\x18\n" +
+	" \x01(\bR\x06hasVal\x12\x17\n" +
+	"\await_ms\x18\v \x01(\rR\x06waitMs\"\xaa\x02\n" +
+	"\fRoundOutcome\x12;\n" +
+	"\bdecision\x18\x01 \x01(\x0e2\x1f.megha.v1.RoundOutcome.DecisionR\bdecision\x12)\n" +
+	"\x05retry\x18\x02 \x01(\v2\x13.megha.v1.RoundPlanR\x05retry\x12(\n" +
+	"\x10next_inner_steps\x18\x03 \x01(\rR\x0enextInnerSteps\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\\\n" +
+	"\bDecision\x12\x14\n" +
+	"\x10DECISION_PENDING\x10\x00\x12\x13\n" +
+	"\x0fDECISION_COMMIT\x10\x01\x12\x12\n" +
+	"\x0eDECISION_RETRY\x10\x02\x12\x11\n" +
+	"\rDECISION_STOP\x10\x03\"o\n" +
 	"\x10AgentLogsRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x16\n" +
@@ -4220,14 +5217,16 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x06Cancel\x12\x1a.megha.v1.CancelJobRequest\x1a\r.megha.v1.Job\x128\n" +
 	"\x05Watch\x12\x19.megha.v1.WatchJobRequest\x1a\x12.megha.v1.JobEvent0\x01\x12D\n" +
 	"\tListTasks\x12\x1a.megha.v1.ListTasksRequest\x1a\x1b.megha.v1.ListTasksResponse\x127\n" +
-	"\x04Logs\x12\x19.megha.v1.TaskLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xb6\x03\n" +
+	"\x04Logs\x12\x19.megha.v1.TaskLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xb9\x04\n" +
 	"\rWorkerService\x12M\n" +
 	"\bRegister\x12\x1f.megha.v1.RegisterWorkerRequest\x1a .megha.v1.RegisterWorkerResponse\x12H\n" +
 	"\tHeartbeat\x12\x1a.megha.v1.HeartbeatRequest\x1a\x1b.megha.v1.HeartbeatResponse(\x010\x01\x12C\n" +
 	"\vAssignments\x12\x1c.megha.v1.AssignmentsRequest\x1a\x14.megha.v1.Assignment0\x01\x12A\n" +
 	"\x0eReportProgress\x12\x18.megha.v1.ProgressReport\x1a\x15.megha.v1.ProgressAck\x128\n" +
 	"\x05Leave\x12\x16.megha.v1.LeaveRequest\x1a\x17.megha.v1.LeaveResponse\x12J\n" +
-	"\vListWorkers\x12\x1c.megha.v1.ListWorkersRequest\x1a\x1d.megha.v1.ListWorkersResponse2L\n" +
+	"\vListWorkers\x12\x1c.megha.v1.ListWorkersRequest\x1a\x1d.megha.v1.ListWorkersResponse\x12<\n" +
+	"\tJoinRound\x12\x1a.megha.v1.JoinRoundRequest\x1a\x13.megha.v1.RoundPlan\x12C\n" +
+	"\vFinishRound\x12\x1c.megha.v1.FinishRoundRequest\x1a\x16.megha.v1.RoundOutcome2L\n" +
 	"\fAgentService\x12<\n" +
 	"\bTaskLogs\x12\x1a.megha.v1.AgentLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xe2\x02\n" +
 	"\x0eClusterService\x12>\n" +
@@ -4249,8 +5248,8 @@ func file_megha_v1_megha_proto_rawDescGZIP() []byte {
 	return file_megha_v1_megha_proto_rawDescData
 }
 
-var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_megha_v1_megha_proto_goTypes = []any{
 	(JobKind)(0),                   // 0: megha.v1.JobKind
 	(SyncAlgorithm)(0),             // 1: megha.v1.SyncAlgorithm
@@ -4259,159 +5258,186 @@ var file_megha_v1_megha_proto_goTypes = []any{
 	(WorkerState)(0),               // 4: megha.v1.WorkerState
 	(TaskState)(0),                 // 5: megha.v1.TaskState
 	(Suffrage)(0),                  // 6: megha.v1.Suffrage
-	(*JobSpec)(nil),                // 7: megha.v1.JobSpec
-	(*ModelSpec)(nil),              // 8: megha.v1.ModelSpec
-	(*DataSpec)(nil),               // 9: megha.v1.DataSpec
-	(*Resources)(nil),              // 10: megha.v1.Resources
-	(*SyncSpec)(nil),               // 11: megha.v1.SyncSpec
-	(*StopCondition)(nil),          // 12: megha.v1.StopCondition
-	(*CheckpointSpec)(nil),         // 13: megha.v1.CheckpointSpec
-	(*Budget)(nil),                 // 14: megha.v1.Budget
-	(*Progress)(nil),               // 15: megha.v1.Progress
-	(*JobStatus)(nil),              // 16: megha.v1.JobStatus
-	(*Job)(nil),                    // 17: megha.v1.Job
-	(*SubmitJobRequest)(nil),       // 18: megha.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),      // 19: megha.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),          // 20: megha.v1.GetJobRequest
-	(*ListJobsRequest)(nil),        // 21: megha.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 22: megha.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),       // 23: megha.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),        // 24: megha.v1.WatchJobRequest
-	(*JobEvent)(nil),               // 25: megha.v1.JobEvent
-	(*GPU)(nil),                    // 26: megha.v1.GPU
-	(*Worker)(nil),                 // 27: megha.v1.Worker
-	(*Throughput)(nil),             // 28: megha.v1.Throughput
-	(*GPUModelThroughput)(nil),     // 29: megha.v1.GPUModelThroughput
-	(*RegisterWorkerRequest)(nil),  // 30: megha.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil), // 31: megha.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),       // 32: megha.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 33: megha.v1.HeartbeatResponse
-	(*AssignmentsRequest)(nil),     // 34: megha.v1.AssignmentsRequest
-	(*Task)(nil),                   // 35: megha.v1.Task
-	(*Assignment)(nil),             // 36: megha.v1.Assignment
-	(*ProgressReport)(nil),         // 37: megha.v1.ProgressReport
-	(*ProgressAck)(nil),            // 38: megha.v1.ProgressAck
-	(*LeaveRequest)(nil),           // 39: megha.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 40: megha.v1.LeaveResponse
-	(*TaskLogsRequest)(nil),        // 41: megha.v1.TaskLogsRequest
-	(*LogChunk)(nil),               // 42: megha.v1.LogChunk
-	(*ListTasksRequest)(nil),       // 43: megha.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 44: megha.v1.ListTasksResponse
-	(*ListWorkersRequest)(nil),     // 45: megha.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 46: megha.v1.ListWorkersResponse
-	(*AgentLogsRequest)(nil),       // 47: megha.v1.AgentLogsRequest
-	(*Member)(nil),                 // 48: megha.v1.Member
-	(*MembersRequest)(nil),         // 49: megha.v1.MembersRequest
-	(*MembersResponse)(nil),        // 50: megha.v1.MembersResponse
-	(*LeaderRequest)(nil),          // 51: megha.v1.LeaderRequest
-	(*LeaderResponse)(nil),         // 52: megha.v1.LeaderResponse
-	(*RaftStatsRequest)(nil),       // 53: megha.v1.RaftStatsRequest
-	(*RaftStatsResponse)(nil),      // 54: megha.v1.RaftStatsResponse
-	(*AddVoterRequest)(nil),        // 55: megha.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),       // 56: megha.v1.AddVoterResponse
-	(*RemoveVoterRequest)(nil),     // 57: megha.v1.RemoveVoterRequest
-	(*RemoveVoterResponse)(nil),    // 58: megha.v1.RemoveVoterResponse
-	nil,                            // 59: megha.v1.JobSpec.LabelsEntry
-	nil,                            // 60: megha.v1.ModelSpec.EnvEntry
-	nil,                            // 61: megha.v1.Assignment.EnvEntry
-	nil,                            // 62: megha.v1.RaftStatsResponse.StatsEntry
-	(*timestamppb.Timestamp)(nil),  // 63: google.protobuf.Timestamp
+	(RoundOutcome_Decision)(0),     // 7: megha.v1.RoundOutcome.Decision
+	(*JobSpec)(nil),                // 8: megha.v1.JobSpec
+	(*ModelSpec)(nil),              // 9: megha.v1.ModelSpec
+	(*DataSpec)(nil),               // 10: megha.v1.DataSpec
+	(*Resources)(nil),              // 11: megha.v1.Resources
+	(*SyncSpec)(nil),               // 12: megha.v1.SyncSpec
+	(*StopCondition)(nil),          // 13: megha.v1.StopCondition
+	(*CheckpointSpec)(nil),         // 14: megha.v1.CheckpointSpec
+	(*Budget)(nil),                 // 15: megha.v1.Budget
+	(*Progress)(nil),               // 16: megha.v1.Progress
+	(*JobStatus)(nil),              // 17: megha.v1.JobStatus
+	(*TrainStatus)(nil),            // 18: megha.v1.TrainStatus
+	(*RoundMember)(nil),            // 19: megha.v1.RoundMember
+	(*MemberRound)(nil),            // 20: megha.v1.MemberRound
+	(*RoundRecord)(nil),            // 21: megha.v1.RoundRecord
+	(*Job)(nil),                    // 22: megha.v1.Job
+	(*SubmitJobRequest)(nil),       // 23: megha.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),      // 24: megha.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),          // 25: megha.v1.GetJobRequest
+	(*ListJobsRequest)(nil),        // 26: megha.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 27: megha.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),       // 28: megha.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),        // 29: megha.v1.WatchJobRequest
+	(*JobEvent)(nil),               // 30: megha.v1.JobEvent
+	(*GPU)(nil),                    // 31: megha.v1.GPU
+	(*Worker)(nil),                 // 32: megha.v1.Worker
+	(*Throughput)(nil),             // 33: megha.v1.Throughput
+	(*GPUModelThroughput)(nil),     // 34: megha.v1.GPUModelThroughput
+	(*RegisterWorkerRequest)(nil),  // 35: megha.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil), // 36: megha.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),       // 37: megha.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 38: megha.v1.HeartbeatResponse
+	(*AssignmentsRequest)(nil),     // 39: megha.v1.AssignmentsRequest
+	(*Task)(nil),                   // 40: megha.v1.Task
+	(*Assignment)(nil),             // 41: megha.v1.Assignment
+	(*ProgressReport)(nil),         // 42: megha.v1.ProgressReport
+	(*ProgressAck)(nil),            // 43: megha.v1.ProgressAck
+	(*LeaveRequest)(nil),           // 44: megha.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 45: megha.v1.LeaveResponse
+	(*TaskLogsRequest)(nil),        // 46: megha.v1.TaskLogsRequest
+	(*LogChunk)(nil),               // 47: megha.v1.LogChunk
+	(*ListTasksRequest)(nil),       // 48: megha.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 49: megha.v1.ListTasksResponse
+	(*ListWorkersRequest)(nil),     // 50: megha.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 51: megha.v1.ListWorkersResponse
+	(*JoinRoundRequest)(nil),       // 52: megha.v1.JoinRoundRequest
+	(*RoundPlan)(nil),              // 53: megha.v1.RoundPlan
+	(*FinishRoundRequest)(nil),     // 54: megha.v1.FinishRoundRequest
+	(*RoundOutcome)(nil),           // 55: megha.v1.RoundOutcome
+	(*AgentLogsRequest)(nil),       // 56: megha.v1.AgentLogsRequest
+	(*Member)(nil),                 // 57: megha.v1.Member
+	(*MembersRequest)(nil),         // 58: megha.v1.MembersRequest
+	(*MembersResponse)(nil),        // 59: megha.v1.MembersResponse
+	(*LeaderRequest)(nil),          // 60: megha.v1.LeaderRequest
+	(*LeaderResponse)(nil),         // 61: megha.v1.LeaderResponse
+	(*RaftStatsRequest)(nil),       // 62: megha.v1.RaftStatsRequest
+	(*RaftStatsResponse)(nil),      // 63: megha.v1.RaftStatsResponse
+	(*AddVoterRequest)(nil),        // 64: megha.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),       // 65: megha.v1.AddVoterResponse
+	(*RemoveVoterRequest)(nil),     // 66: megha.v1.RemoveVoterRequest
+	(*RemoveVoterResponse)(nil),    // 67: megha.v1.RemoveVoterResponse
+	nil,                            // 68: megha.v1.JobSpec.LabelsEntry
+	nil,                            // 69: megha.v1.ModelSpec.EnvEntry
+	nil,                            // 70: megha.v1.TrainStatus.InnerStepsEntry
+	nil,                            // 71: megha.v1.Assignment.EnvEntry
+	nil,                            // 72: megha.v1.RaftStatsResponse.StatsEntry
+	(*timestamppb.Timestamp)(nil),  // 73: google.protobuf.Timestamp
 }
 var file_megha_v1_megha_proto_depIdxs = []int32{
 	0,  // 0: megha.v1.JobSpec.kind:type_name -> megha.v1.JobKind
-	8,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
-	9,  // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
-	10, // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
-	11, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
-	12, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
-	13, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
-	14, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
-	59, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
-	60, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
+	9,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
+	10, // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
+	11, // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
+	12, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
+	13, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
+	14, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
+	15, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
+	68, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
+	69, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
 	1,  // 10: megha.v1.SyncSpec.algorithm:type_name -> megha.v1.SyncAlgorithm
 	2,  // 11: megha.v1.SyncSpec.compression:type_name -> megha.v1.Compression
 	3,  // 12: megha.v1.JobStatus.state:type_name -> megha.v1.JobState
-	63, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
-	63, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
-	63, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	63, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
-	7,  // 18: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
-	16, // 19: megha.v1.Job.status:type_name -> megha.v1.JobStatus
-	7,  // 20: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
-	17, // 21: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
-	3,  // 22: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
-	17, // 23: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
-	17, // 24: megha.v1.JobEvent.job:type_name -> megha.v1.Job
-	26, // 25: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
-	4,  // 26: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
-	63, // 27: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
-	63, // 28: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
-	28, // 29: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
-	63, // 30: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
-	26, // 31: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
-	28, // 32: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
-	26, // 33: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
-	5,  // 34: megha.v1.Task.state:type_name -> megha.v1.TaskState
-	63, // 35: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
-	63, // 36: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	63, // 37: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	61, // 38: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
-	15, // 39: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
-	5,  // 40: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
-	35, // 41: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
-	4,  // 42: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
-	27, // 43: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
-	29, // 44: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
-	6,  // 45: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
-	48, // 46: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
-	48, // 47: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
-	62, // 48: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
-	48, // 49: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
-	48, // 50: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
-	18, // 51: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
-	20, // 52: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
-	21, // 53: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
-	23, // 54: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
-	24, // 55: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
-	43, // 56: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
-	41, // 57: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
-	30, // 58: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
-	32, // 59: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
-	34, // 60: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
-	37, // 61: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
-	39, // 62: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
-	45, // 63: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
-	47, // 64: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
-	49, // 65: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
-	51, // 66: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
-	53, // 67: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
-	55, // 68: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
-	57, // 69: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
-	19, // 70: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
-	17, // 71: megha.v1.JobService.Get:output_type -> megha.v1.Job
-	22, // 72: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
-	17, // 73: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
-	25, // 74: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
-	44, // 75: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
-	42, // 76: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
-	31, // 77: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
-	33, // 78: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
-	36, // 79: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
-	38, // 80: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
-	40, // 81: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
-	46, // 82: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
-	42, // 83: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
-	50, // 84: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
-	52, // 85: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
-	54, // 86: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
-	56, // 87: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
-	58, // 88: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
-	70, // [70:89] is the sub-list for method output_type
-	51, // [51:70] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	73, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
+	73, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
+	73, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	73, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
+	18, // 18: megha.v1.JobStatus.train:type_name -> megha.v1.TrainStatus
+	19, // 19: megha.v1.TrainStatus.members:type_name -> megha.v1.RoundMember
+	21, // 20: megha.v1.TrainStatus.rounds:type_name -> megha.v1.RoundRecord
+	70, // 21: megha.v1.TrainStatus.inner_steps:type_name -> megha.v1.TrainStatus.InnerStepsEntry
+	73, // 22: megha.v1.TrainStatus.round_started_at:type_name -> google.protobuf.Timestamp
+	20, // 23: megha.v1.RoundRecord.members:type_name -> megha.v1.MemberRound
+	73, // 24: megha.v1.RoundRecord.started_at:type_name -> google.protobuf.Timestamp
+	73, // 25: megha.v1.RoundRecord.committed_at:type_name -> google.protobuf.Timestamp
+	8,  // 26: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
+	17, // 27: megha.v1.Job.status:type_name -> megha.v1.JobStatus
+	8,  // 28: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
+	22, // 29: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
+	3,  // 30: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
+	22, // 31: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
+	22, // 32: megha.v1.JobEvent.job:type_name -> megha.v1.Job
+	31, // 33: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
+	4,  // 34: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
+	73, // 35: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
+	73, // 36: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
+	33, // 37: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
+	73, // 38: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
+	31, // 39: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
+	33, // 40: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
+	31, // 41: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
+	5,  // 42: megha.v1.Task.state:type_name -> megha.v1.TaskState
+	73, // 43: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
+	73, // 44: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	73, // 45: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	71, // 46: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
+	8,  // 47: megha.v1.Assignment.spec:type_name -> megha.v1.JobSpec
+	16, // 48: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
+	5,  // 49: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
+	40, // 50: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
+	4,  // 51: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
+	32, // 52: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
+	34, // 53: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
+	19, // 54: megha.v1.RoundPlan.members:type_name -> megha.v1.RoundMember
+	20, // 55: megha.v1.FinishRoundRequest.stats:type_name -> megha.v1.MemberRound
+	7,  // 56: megha.v1.RoundOutcome.decision:type_name -> megha.v1.RoundOutcome.Decision
+	53, // 57: megha.v1.RoundOutcome.retry:type_name -> megha.v1.RoundPlan
+	6,  // 58: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
+	57, // 59: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
+	57, // 60: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
+	72, // 61: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
+	57, // 62: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
+	57, // 63: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
+	23, // 64: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
+	25, // 65: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
+	26, // 66: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
+	28, // 67: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
+	29, // 68: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
+	48, // 69: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
+	46, // 70: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
+	35, // 71: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
+	37, // 72: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
+	39, // 73: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
+	42, // 74: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
+	44, // 75: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
+	50, // 76: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
+	52, // 77: megha.v1.WorkerService.JoinRound:input_type -> megha.v1.JoinRoundRequest
+	54, // 78: megha.v1.WorkerService.FinishRound:input_type -> megha.v1.FinishRoundRequest
+	56, // 79: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
+	58, // 80: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
+	60, // 81: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
+	62, // 82: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
+	64, // 83: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
+	66, // 84: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
+	24, // 85: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
+	22, // 86: megha.v1.JobService.Get:output_type -> megha.v1.Job
+	27, // 87: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
+	22, // 88: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
+	30, // 89: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
+	49, // 90: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
+	47, // 91: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
+	36, // 92: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
+	38, // 93: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
+	41, // 94: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
+	43, // 95: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
+	45, // 96: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
+	51, // 97: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
+	53, // 98: megha.v1.WorkerService.JoinRound:output_type -> megha.v1.RoundPlan
+	55, // 99: megha.v1.WorkerService.FinishRound:output_type -> megha.v1.RoundOutcome
+	47, // 100: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
+	59, // 101: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
+	61, // 102: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
+	63, // 103: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
+	65, // 104: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
+	67, // 105: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
+	85, // [85:106] is the sub-list for method output_type
+	64, // [64:85] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_megha_proto_init() }
@@ -4424,8 +5450,8 @@ func file_megha_v1_megha_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_megha_proto_rawDesc), len(file_megha_v1_megha_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   56,
+			NumEnums:      8,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

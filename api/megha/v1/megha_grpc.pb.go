@@ -377,6 +377,8 @@ const (
 	WorkerService_ReportProgress_FullMethodName = "/megha.v1.WorkerService/ReportProgress"
 	WorkerService_Leave_FullMethodName          = "/megha.v1.WorkerService/Leave"
 	WorkerService_ListWorkers_FullMethodName    = "/megha.v1.WorkerService/ListWorkers"
+	WorkerService_JoinRound_FullMethodName      = "/megha.v1.WorkerService/JoinRound"
+	WorkerService_FinishRound_FullMethodName    = "/megha.v1.WorkerService/FinishRound"
 )
 
 // WorkerServiceClient is the client API for WorkerService service.
@@ -393,6 +395,14 @@ type WorkerServiceClient interface {
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 	// ListWorkers is for operators (admin and tenant tokens).
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
+	// JoinRound says a task is ready for a sync round and returns the round's
+	// membership once the coordinator has fixed it (ready=false: not yet,
+	// call again). Long-polls for up to wait_ms.
+	JoinRound(ctx context.Context, in *JoinRoundRequest, opts ...grpc.CallOption) (*RoundPlan, error)
+	// FinishRound reports a member's outcome of a round attempt and returns
+	// the coordinator's decision: commit, retry with other members, or stop.
+	// Long-polls for up to wait_ms; retrying it is safe.
+	FinishRound(ctx context.Context, in *FinishRoundRequest, opts ...grpc.CallOption) (*RoundOutcome, error)
 }
 
 type workerServiceClient struct {
@@ -475,6 +485,26 @@ func (c *workerServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRe
 	return out, nil
 }
 
+func (c *workerServiceClient) JoinRound(ctx context.Context, in *JoinRoundRequest, opts ...grpc.CallOption) (*RoundPlan, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RoundPlan)
+	err := c.cc.Invoke(ctx, WorkerService_JoinRound_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerServiceClient) FinishRound(ctx context.Context, in *FinishRoundRequest, opts ...grpc.CallOption) (*RoundOutcome, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RoundOutcome)
+	err := c.cc.Invoke(ctx, WorkerService_FinishRound_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServiceServer is the server API for WorkerService service.
 // All implementations must embed UnimplementedWorkerServiceServer
 // for forward compatibility.
@@ -489,6 +519,14 @@ type WorkerServiceServer interface {
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	// ListWorkers is for operators (admin and tenant tokens).
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
+	// JoinRound says a task is ready for a sync round and returns the round's
+	// membership once the coordinator has fixed it (ready=false: not yet,
+	// call again). Long-polls for up to wait_ms.
+	JoinRound(context.Context, *JoinRoundRequest) (*RoundPlan, error)
+	// FinishRound reports a member's outcome of a round attempt and returns
+	// the coordinator's decision: commit, retry with other members, or stop.
+	// Long-polls for up to wait_ms; retrying it is safe.
+	FinishRound(context.Context, *FinishRoundRequest) (*RoundOutcome, error)
 	mustEmbedUnimplementedWorkerServiceServer()
 }
 
@@ -516,6 +554,12 @@ func (UnimplementedWorkerServiceServer) Leave(context.Context, *LeaveRequest) (*
 }
 func (UnimplementedWorkerServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedWorkerServiceServer) JoinRound(context.Context, *JoinRoundRequest) (*RoundPlan, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JoinRound not implemented")
+}
+func (UnimplementedWorkerServiceServer) FinishRound(context.Context, *FinishRoundRequest) (*RoundOutcome, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method FinishRound not implemented")
 }
 func (UnimplementedWorkerServiceServer) mustEmbedUnimplementedWorkerServiceServer() {}
 func (UnimplementedWorkerServiceServer) testEmbeddedByValue()                       {}
@@ -628,6 +672,42 @@ func _WorkerService_ListWorkers_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_JoinRound_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRoundRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).JoinRound(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_JoinRound_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).JoinRound(ctx, req.(*JoinRoundRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkerService_FinishRound_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishRoundRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).FinishRound(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_FinishRound_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).FinishRound(ctx, req.(*FinishRoundRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WorkerService_ServiceDesc is the grpc.ServiceDesc for WorkerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -650,6 +730,14 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListWorkers",
 			Handler:    _WorkerService_ListWorkers_Handler,
+		},
+		{
+			MethodName: "JoinRound",
+			Handler:    _WorkerService_JoinRound_Handler,
+		},
+		{
+			MethodName: "FinishRound",
+			Handler:    _WorkerService_FinishRound_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

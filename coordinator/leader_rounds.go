@@ -1,0 +1,327 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultInnerSteps is DiLoCo's H when a spec leaves it out.
+const DefaultInnerSteps = 50
+
+// roundBook is the leader's memory of sync rounds between Raft entries: which
+// tasks are ready for the next round (and where their collective endpoint
+// is), and what each member reported about the attempt in flight. It is
+// not replicated: after a failover members retry JoinRound and FinishRound
+// against the new leader, which rebuilds it.
+type roundBook struct {
+	mu      sync.Mutex
+	changed chan struct{}
+	joins   map[string]map[string]roundJoin                   // job → task → join
+	reports map[string]map[string]*meghav1.FinishRoundRequest // job → task → report of the attempt in flight
+	failed  map[string]time.Time                              // job → when the attempt in flight was seen to fail
+}
+
+type roundJoin struct {
+	round  uint64
+	addr   string
+	worker string
+}
+
+func newRoundBook() *roundBook {
+	b := &roundBook{changed: make(chan struct{})}
+	b.reset()
+	return b
+}
+
+func (b *roundBook) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.joins = map[string]map[string]roundJoin{}
+	b.reports = map[string]map[string]*meghav1.FinishRoundRequest{}
+	b.failed = map[string]time.Time{}
+	b.notifyLocked()
+}
+
+func (b *roundBook) notifyLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func (b *roundBook) watch() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.changed
+}
+
+func (b *roundBook) join(job, task string, j roundJoin) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.joins[job] == nil {
+		b.joins[job] = map[string]roundJoin{}
+	}
+	if old, ok := b.joins[job][task]; ok && old == j {
+		return
+	}
+	b.joins[job][task] = j
+	b.notifyLocked()
+}
+
+func (b *roundBook) report(job string, r *meghav1.FinishRoundRequest) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.reports[job] == nil {
+		b.reports[job] = map[string]*meghav1.FinishRoundRequest{}
+	}
+	if old, ok := b.reports[job][r.TaskId]; ok && old.Round == r.Round && old.Attempt == r.Attempt && old.Ok == r.Ok {
+		return
+	}
+	b.reports[job][r.TaskId] = proto.Clone(r).(*meghav1.FinishRoundRequest)
+	b.notifyLocked()
+}
+
+// snapshot copies a job's joins and reports.
+func (b *roundBook) snapshot(job string) (map[string]roundJoin, map[string]*meghav1.FinishRoundRequest, time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	joins := make(map[string]roundJoin, len(b.joins[job]))
+	for k, v := range b.joins[job] {
+		joins[k] = v
+	}
+	reports := make(map[string]*meghav1.FinishRoundRequest, len(b.reports[job]))
+	for k, v := range b.reports[job] {
+		reports[k] = v
+	}
+	return joins, reports, b.failed[job]
+}
+
+func (b *roundBook) markFailed(job string, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.failed[job]; !ok {
+		b.failed[job] = at
+	}
+}
+
+func (b *roundBook) clearFailed(job string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.failed, job)
+}
+
+// forget drops what is known of jobs that are no longer training.
+func (b *roundBook) forget(keep map[string]bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for id := range b.joins {
+		if !keep[id] {
+			delete(b.joins, id)
+		}
+	}
+	for id := range b.reports {
+		if !keep[id] {
+			delete(b.reports, id)
+		}
+	}
+	for id := range b.failed {
+		if !keep[id] {
+			delete(b.failed, id)
+		}
+	}
+}
+
+// retryDelay spaces out retries of a round that fails while none of its
+// members is known to be lost (a partition, say), so that a hopeless round
+// does not fill the Raft log.
+func retryDelay(attempt uint32) time.Duration {
+	return min(100*time.Millisecond<<min(attempt, 5), 2*time.Second)
+}
+
+// driveRounds is a leader duty: it forms each training job's next round
+// once every live task is ready for it, commits a round once every member
+// of its attempt has succeeded, and retries an attempt with the survivors
+// once every member has either reported or been lost.
+func (n *Node) driveRounds(ctx context.Context) {
+	n.rounds.reset()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		views, changed := n.fsm.State().TrainingJobs()
+		bookChanged := n.rounds.watch()
+		keep := make(map[string]bool, len(views))
+		for _, v := range views {
+			keep[v.Job.Id] = true
+			if err := n.driveRound(ctx, v); err != nil && ctx.Err() == nil {
+				n.logger.Debug("round step refused", "job_id", v.Job.Id, "error", err)
+			}
+		}
+		n.rounds.forget(keep)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-bookChanged:
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) driveRound(ctx context.Context, v RoundView) error {
+	job := v.Job
+	tr := job.Status.GetTrain()
+	next := tr.GetCommitted() + 1
+	joins, reports, failedAt := n.rounds.snapshot(job.Id)
+	apply := func(c *meghav1.Command) error {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := n.Apply(actx, c)
+		return err
+	}
+
+	if len(tr.GetMembers()) == 0 {
+		// Form attempt 0 once every live task is ready for the round.
+		if len(v.Live) == 0 {
+			return nil
+		}
+		members := make([]*meghav1.RoundMember, 0, len(v.Live))
+		for _, t := range v.Live {
+			j, ok := joins[t.Id]
+			if !ok || j.round != next || j.worker != t.WorkerId {
+				return nil
+			}
+			members = append(members, &meghav1.RoundMember{TaskId: t.Id, WorkerId: t.WorkerId,
+				Rank: uint32(len(members)), Addr: j.addr})
+		}
+		err := apply(&meghav1.Command{Cmd: &meghav1.Command_StartRound{StartRound: &meghav1.StartRoundCommand{
+			JobId: job.Id, Round: next, Attempt: 0, Members: members, At: timestamppb.Now()}}})
+		if err == nil {
+			n.logger.Info("round started", "job_id", job.Id, "round", next, "members", len(members))
+		}
+		return err
+	}
+
+	// An attempt is in flight: decide it once every member has reported or
+	// is gone.
+	var (
+		ok       []*meghav1.FinishRoundRequest
+		problems []string
+		waiting  bool
+	)
+	live := map[string]bool{}
+	for _, t := range v.Live {
+		live[t.Id] = true
+	}
+	for _, m := range tr.Members {
+		r, has := reports[m.TaskId]
+		switch {
+		case has && r.Round == next && r.Attempt == tr.Attempt && r.Ok:
+			ok = append(ok, r)
+		case has && r.Round == next && r.Attempt == tr.Attempt:
+			problems = append(problems, fmt.Sprintf("rank %d: %s", m.Rank, r.Error))
+		case !live[m.TaskId]:
+			problems = append(problems, fmt.Sprintf("rank %d lost (worker %s)", m.Rank, m.WorkerId))
+		default:
+			waiting = true
+		}
+	}
+	if len(problems) == 0 && !waiting {
+		n.rounds.clearFailed(job.Id)
+		rec, steps := roundRecord(job, next, tr.Attempt, ok)
+		err := apply(&meghav1.Command{Cmd: &meghav1.Command_CommitRound{CommitRound: &meghav1.CommitRoundCommand{
+			JobId: job.Id, Record: rec, NextInnerSteps: steps, At: timestamppb.Now()}}})
+		if err == nil {
+			n.logger.Info("round committed", "job_id", job.Id, "round", next, "attempt", tr.Attempt,
+				"members", len(ok), "train_loss", rec.TrainLoss, "tokens", rec.Tokens)
+		}
+		return err
+	}
+	if waiting || len(problems) == 0 {
+		return nil
+	}
+	// The attempt failed. Retry with the members still alive, after a delay
+	// unless one of them is known to be gone.
+	var survivors []*meghav1.RoundMember
+	for _, m := range tr.Members {
+		if live[m.TaskId] {
+			s := proto.Clone(m).(*meghav1.RoundMember)
+			s.Rank = uint32(len(survivors))
+			survivors = append(survivors, s)
+		}
+	}
+	if len(survivors) == 0 {
+		return nil // the job fails with its last task (loseWorkerTasksLocked)
+	}
+	if len(survivors) == len(tr.Members) {
+		now := time.Now()
+		n.rounds.markFailed(job.Id, now)
+		if failedAt.IsZero() || now.Sub(failedAt) < retryDelay(tr.Attempt) {
+			return nil // the ticker brings us back
+		}
+	}
+	n.rounds.clearFailed(job.Id)
+	reason := strings.Join(problems, "; ")
+	err := apply(&meghav1.Command{Cmd: &meghav1.Command_StartRound{StartRound: &meghav1.StartRoundCommand{
+		JobId: job.Id, Round: next, Attempt: tr.Attempt + 1, Members: survivors, At: timestamppb.Now(), Reason: reason}}})
+	if err == nil {
+		n.logger.Warn("round retried", "job_id", job.Id, "round", next, "attempt", tr.Attempt+1,
+			"members", len(survivors), "reason", reason)
+	}
+	return err
+}
+
+// roundRecord sums the members' reports of a successful attempt and sizes
+// each member's next round: with DiLoCo, local steps in proportion to its
+// measured step rate (the fastest runs H), so that all finish a round at
+// about the same time; with DDP, H each (they step in lockstep).
+func roundRecord(job *meghav1.Job, round uint64, attempt uint32, reports []*meghav1.FinishRoundRequest) (*meghav1.RoundRecord, map[string]uint32) {
+	sort.Slice(reports, func(a, b int) bool { return reports[a].TaskId < reports[b].TaskId })
+	rec := &meghav1.RoundRecord{Round: round, Attempt: attempt}
+	var lossSum float64
+	var lossTok uint64
+	fastest := 0.0
+	for _, r := range reports {
+		st := proto.Clone(r.GetStats()).(*meghav1.MemberRound)
+		if st == nil {
+			st = &meghav1.MemberRound{}
+		}
+		st.TaskId, st.WorkerId = r.TaskId, r.WorkerId
+		rec.Members = append(rec.Members, st)
+		rec.Tokens += st.Tokens
+		rec.BytesSent += st.BytesSent
+		rec.BytesReceived += st.BytesReceived
+		if st.Weight > 0 && !math.IsNaN(st.Loss) {
+			lossSum += st.Loss * float64(st.Tokens)
+			lossTok += st.Tokens
+		}
+		if r.HasVal {
+			rec.ValLoss, rec.HasVal = r.ValLoss, true
+		}
+		if st.StepSeconds > 0 {
+			fastest = max(fastest, 1/st.StepSeconds)
+		}
+	}
+	if lossTok > 0 {
+		rec.TrainLoss = lossSum / float64(lossTok)
+	}
+	H := job.Spec.GetSync().GetInnerSteps()
+	if H == 0 {
+		H = DefaultInnerSteps
+	}
+	steps := make(map[string]uint32, len(reports))
+	for _, st := range rec.Members {
+		k := H
+		if job.Spec.GetSync().GetAlgorithm() != meghav1.SyncAlgorithm_SYNC_ALGORITHM_DDP && st.StepSeconds > 0 && fastest > 0 {
+			k = uint32(max(1, math.Round(float64(H)*(1/st.StepSeconds)/fastest)))
+		}
+		steps[st.TaskId] = k
+	}
+	return rec, steps
+}
