@@ -17,12 +17,12 @@ type TransformerConfig struct {
 	Context, Dim, Heads, Layers, Hidden, Vocab int
 }
 
-// TransformerTiny is the "transformer-tiny" configuration (≈137k parameters).
+// TransformerTiny is the "transformer-tiny" configuration (137,088 parameters).
 func TransformerTiny() TransformerConfig {
 	return TransformerConfig{Context: 64, Dim: 64, Heads: 4, Layers: 2, Hidden: 256, Vocab: 256}
 }
 
-// TransformerSmall is the "transformer-small" configuration (≈843k parameters).
+// TransformerSmall is the "transformer-small" configuration (875,008 parameters).
 func TransformerSmall() TransformerConfig {
 	return TransformerConfig{Context: 128, Dim: 128, Heads: 4, Layers: 4, Hidden: 512, Vocab: 256}
 }
@@ -161,7 +161,7 @@ func bindTransformerParams(cfg TransformerConfig, buf []float32) transformerPara
 type blockActs struct {
 	xhat1, h1    []float32 // LN1 normalised input and output
 	q, k, v, att []float32 // projections and attention output (before wo)
-	p            []float32 // attention probabilities, B×Heads×T×T
+	p            []float32 // attention probabilities, B×Heads×T×T (score gradients after backward)
 	xhat2, h2    []float32 // LN2
 	f, th, gl    []float32 // MLP pre-activation, its GELU tanh, GELU output: (B·T)×Hidden
 	rstd1, rstd2 []float32 // B·T
@@ -179,9 +179,9 @@ type Transformer struct {
 	Cfg   TransformerConfig
 	Batch int // maximum batch size
 
-	// Params and Grads are the flat buffers that W and G view by name.
+	// Params and Grads are the flat buffers; w and gr view them by name.
 	Params, Grads []float32
-	W, G          transformerParams
+	w, gr         transformerParams
 
 	pool  *Pool
 	views []ParamView
@@ -215,8 +215,8 @@ func NewTransformer(cfg TransformerConfig, batch int, seed uint64, pool *Pool) *
 	n := cfg.NumParams()
 	m := &Transformer{Cfg: cfg, Batch: batch, Params: make([]float32, n), Grads: make([]float32, n),
 		pool: pool, views: cfg.Views()}
-	m.W = bindTransformerParams(cfg, m.Params)
-	m.G = bindTransformerParams(cfg, m.Grads)
+	m.w = bindTransformerParams(cfg, m.Params)
+	m.gr = bindTransformerParams(cfg, m.Grads)
 	M, D, F, T, V := batch*cfg.Context, cfg.Dim, cfg.Hidden, cfg.Context, cfg.Vocab
 	f := func(k int) []float32 { return make([]float32, k) }
 	for l := 0; l < cfg.Layers; l++ {
@@ -229,7 +229,7 @@ func NewTransformer(cfg TransformerConfig, batch int, seed uint64, pool *Pool) *
 	m.logits, m.dLogits, m.losses = f(M*V), f(M*V), make([]float64, M)
 	m.dx, m.dh, m.dq, m.dk, m.dv, m.datt, m.dff = f(M*D), f(M*D), f(M*D), f(M*D), f(M*D), f(M*D), f(M*F)
 	m.wT = f(max(D*D, D*F, D*V))
-	m.attnScratch = f(batch * cfg.Heads * T)
+	m.attnScratch = f(AttentionScratch(batch, T, cfg.Heads, D))
 	m.Init(seed)
 	return m
 }

@@ -1,17 +1,14 @@
 package train
 
-import (
-	"math"
-	"runtime"
-	"sync"
-)
+import "math"
 
 // The transformer's layers: layer normalisation, GELU, causal multi-head
 // self-attention and a row-parallel softmax cross-entropy, each with its
 // backward pass written out. Like the layers in layers.go they write into
-// caller-provided buffers and never allocate. Row-wise work is split over
-// goroutines by parallelRange; every output element is computed by one
-// goroutine in a fixed order, so results do not depend on the split.
+// caller-provided buffers and never allocate. Each runs on the rows (or
+// attention heads) it is given and every output element is computed in a
+// fixed order, so the model can split them over goroutines (parallelRange)
+// without changing a bit of the result.
 
 // lnEps is added to the variance in layer normalisation.
 const lnEps = 1e-5
@@ -99,7 +96,9 @@ func GELUForward(y, th, x []float32) {
 	y, th = y[:len(x)], th[:len(x)]
 	for i, v := range x {
 		u := geluC * (float64(v) + geluA*float64(v)*float64(v)*float64(v))
-		t := math.Tanh(u)
+		// tanh(u) = 1 − 2/(e^{2u} + 1): twice as fast as math.Tanh, within
+		// 1e-16 of it, and ±1 where e^{2u} over- or underflows.
+		t := 1 - 2/(math.Exp(2*u)+1)
 		th[i] = float32(t)
 		y[i] = float32(0.5 * float64(v) * (1 + t))
 	}
@@ -127,36 +126,80 @@ func GELUBackward(dx, dy, x, th []float32) {
 //	out_i = Σ_{j≤i} softmax_j(q_i·k_j / √(D/H)) · v_j.
 //
 // The probabilities are stored in p (B×H×T×T, row i using its first i+1
-// entries) for AttentionBackward.
-func AttentionForward(out, p, q, k, v []float32, B, T, H, D int) {
+// entries) for AttentionBackward. scratch holds AttentionScratch floats.
+func AttentionForward(out, p, q, k, v, scratch []float32, B, T, H, D int) {
 	for bh := 0; bh < B*H; bh++ {
-		attentionHead(out, p, q, k, v, bh/H, bh%H, T, H, D)
+		attentionHead(out, p, q, k, v, headScratch(scratch, bh, T, H, D), bh/H, bh%H, T, H, D)
 	}
 }
 
 // AttentionBackward overwrites dq, dk and dv with the gradients of
 // AttentionForward's inputs given dout, the gradient of its output, and the
-// probabilities p it stored. scratch holds B·H·T floats.
+// probabilities p it stored, which it overwrites with the gradients of the
+// scaled scores. scratch holds AttentionScratch floats.
 func AttentionBackward(dq, dk, dv, dout, p, q, k, v, scratch []float32, B, T, H, D int) {
 	for bh := 0; bh < B*H; bh++ {
-		attentionHeadBackward(dq, dk, dv, dout, p, q, k, v, scratch[bh*T:(bh+1)*T], bh/H, bh%H, T, H, D)
+		attentionHeadBackward(dq, dk, dv, dout, p, q, k, v, headScratch(scratch, bh, T, H, D), bh/H, bh%H, T, H, D)
+	}
+}
+
+// AttentionScratch is the scratch length AttentionForward and
+// AttentionBackward need: (D/H + 2)·T per sequence and head.
+func AttentionScratch(B, T, H, D int) int { return B * H * (D/H + 2) * T }
+
+func headScratch(scratch []float32, bh, T, H, D int) []float32 {
+	n := (D/H + 2) * T
+	return scratch[bh*n : (bh+1)*n]
+}
+
+// The per-head kernels below phrase every product as addRows (four rows at
+// a time, like the matmul kernels) over either the head's rows of q, k, v
+// (stride D) or a transposed copy of k or v made in scratch, so that the
+// inner loops run over contiguous vectors of length D/H or i+1.
+
+// addRows computes dst += Σ_r coef[r]·src[off+r·stride : off+r·stride+len(dst)],
+// adding the terms to each element in the order of r.
+func addRows(dst, coef, src []float32, off, stride int) {
+	n := len(dst)
+	r := 0
+	for ; r+4 <= len(coef); r += 4 {
+		o := off + r*stride
+		axpy4(coef[r], coef[r+1], coef[r+2], coef[r+3], src[o:o+n], src[o+stride:o+stride+n],
+			src[o+2*stride:o+2*stride+n], src[o+3*stride:o+3*stride+n], dst)
+	}
+	for ; r < len(coef); r++ {
+		o := off + r*stride
+		Axpy(coef[r], src[o:o+n], dst)
+	}
+}
+
+// transposeHead copies the T rows of one head (dh columns from offset col,
+// row stride D) of x into xt as dh rows of T.
+func transposeHead(xt, x []float32, col, T, D, dh int) {
+	for j := 0; j < T; j++ {
+		xj := x[col+j*D : col+j*D+dh]
+		for c, v := range xj {
+			xt[c*T+j] = v
+		}
 	}
 }
 
 // attentionHead is AttentionForward for sequence b, head h. It writes only
 // that sequence's rows of the head's columns of out, and its block of p.
-func attentionHead(out, p, q, k, v []float32, b, h, T, H, D int) {
+func attentionHead(out, p, q, k, v, scratch []float32, b, h, T, H, D int) {
 	dh := D / H
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	col := b*T*D + h*dh // offset of (b, position 0, head h)
+	kt := scratch[:dh*T]
+	transposeHead(kt, k, col, T, D, dh)
 	for i := 0; i < T; i++ {
-		qi := q[col+i*D : col+i*D+dh]
 		pr := p[((b*H+h)*T+i)*T:][:i+1]
+		Zero(pr)
+		addRows(pr, q[col+i*D:col+i*D+dh], kt, 0, T) // pr[j] = q_i·k_j
 		mx := float32(math.Inf(-1))
-		for j := range pr {
-			s := Dot(qi, k[col+j*D:col+j*D+dh]) * scale
-			pr[j] = s
-			mx = max(mx, s)
+		for j, s := range pr {
+			pr[j] = s * scale
+			mx = max(mx, pr[j])
 		}
 		var sum float64
 		for j, s := range pr {
@@ -165,50 +208,64 @@ func attentionHead(out, p, q, k, v []float32, b, h, T, H, D int) {
 			sum += e
 		}
 		inv := float32(1 / sum)
-		oi := out[col+i*D : col+i*D+dh]
-		Zero(oi)
 		for j := range pr {
 			pr[j] *= inv
-			Axpy(pr[j], v[col+j*D:col+j*D+dh], oi)
 		}
+		oi := out[col+i*D : col+i*D+dh]
+		Zero(oi)
+		addRows(oi, pr, v, col, D)
 	}
 }
 
-// attentionHeadBackward is AttentionBackward for sequence b, head h; ds is
-// T floats of scratch. With s_ij the scaled scores and o_i = Σ_j p_ij·v_j:
+// attentionHeadBackward is AttentionBackward for sequence b, head h. With
+// s_ij the scaled scores and o_i = Σ_j p_ij·v_j:
 //
 //	dv_j = Σ_{i≥j} p_ij·do_i
 //	dp_ij = do_i·v_j,  ds_ij = p_ij·(dp_ij − Σ_j′ p_ij′·dp_ij′)
 //	dq_i = scale·Σ_{j≤i} ds_ij·k_j,  dk_j = scale·Σ_{i≥j} ds_ij·q_i
 //
-// Sums over i run in ascending order, so the result is deterministic.
-func attentionHeadBackward(dq, dk, dv, dout, p, q, k, v, ds []float32, b, h, T, H, D int) {
+// computed in three passes: dv from p; then, row by row, dp, ds (replacing
+// p, with the scale folded in) and dq; then dk from ds.
+func attentionHeadBackward(dq, dk, dv, dout, p, q, k, v, scratch []float32, b, h, T, H, D int) {
 	dh := D / H
 	scale := float32(1 / math.Sqrt(float64(dh)))
 	col := b*T*D + h*dh
-	for i := 0; i < T; i++ {
-		Zero(dk[col+i*D : col+i*D+dh])
-		Zero(dv[col+i*D : col+i*D+dh])
+	pb := p[(b*H+h)*T*T : (b*H+h+1)*T*T]
+	vt, column, dp := scratch[:dh*T], scratch[dh*T:dh*T+T], scratch[dh*T+T:dh*T+2*T]
+	// column j of p (or ds) from row j down: the weights of row j of dv (dk).
+	gather := func(j int) []float32 {
+		c := column[:T-j]
+		for i := range c {
+			c[i] = pb[(j+i)*T+j]
+		}
+		return c
 	}
+	for j := 0; j < T; j++ {
+		dvj := dv[col+j*D : col+j*D+dh]
+		Zero(dvj)
+		addRows(dvj, gather(j), dout, col+j*D, D)
+	}
+	transposeHead(vt, v, col, T, D, dh)
 	for i := 0; i < T; i++ {
-		doi := dout[col+i*D : col+i*D+dh]
-		qi := q[col+i*D : col+i*D+dh]
-		pr := p[((b*H+h)*T+i)*T:][:i+1]
-		dsr := ds[:i+1]
+		pr := pb[i*T : i*T+i+1]
+		dpr := dp[:i+1]
+		Zero(dpr)
+		addRows(dpr, dout[col+i*D:col+i*D+dh], vt, 0, T) // dp_ij = do_i·v_j
 		var dot float32
 		for j, pj := range pr {
-			dp := Dot(doi, v[col+j*D:col+j*D+dh])
-			dsr[j] = dp
-			dot += pj * dp
-			Axpy(pj, doi, dv[col+j*D:col+j*D+dh])
+			dot += pj * dpr[j]
+		}
+		for j, pj := range pr {
+			pr[j] = pj * (dpr[j] - dot) * scale
 		}
 		dqi := dq[col+i*D : col+i*D+dh]
 		Zero(dqi)
-		for j, pj := range pr {
-			d := pj * (dsr[j] - dot) * scale
-			Axpy(d, k[col+j*D:col+j*D+dh], dqi)
-			Axpy(d, qi, dk[col+j*D:col+j*D+dh])
-		}
+		addRows(dqi, pr, k, col, D)
+	}
+	for j := 0; j < T; j++ {
+		dkj := dk[col+j*D : col+j*D+dh]
+		Zero(dkj)
+		addRows(dkj, gather(j), q, col+j*D, D)
 	}
 }
 
@@ -267,53 +324,4 @@ func linearBackwardT(p *Pool, dX, dW, dBias, x, w, wT, dOut []float32, B, in, ou
 		}
 	}
 	p.MatMul(dX, dOut, wT, B, outDim, in, accumulate)
-}
-
-// rangeJob is work over the indices [0, n) that may be split into disjoint
-// contiguous ranges run concurrently. Each index owns its outputs, so the
-// result does not depend on the split.
-type rangeJob interface{ runRange(lo, hi int) }
-
-type rangeTask struct {
-	job    rangeJob
-	lo, hi int
-	wg     *sync.WaitGroup
-}
-
-// rangeTasks feeds helper goroutines (one per CPU, started on first use and
-// shared by every model, like DefaultPool's).
-var (
-	rangeOnce  sync.Once
-	rangeTasks chan rangeTask
-)
-
-// parallelRange runs job over [0, n) in up to parts ranges: the caller runs
-// the first and the helper goroutines the others. wg must not be shared by
-// concurrent calls. It does not allocate.
-func parallelRange(parts, n int, job rangeJob, wg *sync.WaitGroup) {
-	parts = min(parts, n)
-	if parts <= 1 {
-		if n > 0 {
-			job.runRange(0, n)
-		}
-		return
-	}
-	rangeOnce.Do(func() {
-		procs := runtime.GOMAXPROCS(0)
-		rangeTasks = make(chan rangeTask, 4*procs)
-		for i := 0; i < procs; i++ {
-			go func() {
-				for t := range rangeTasks {
-					t.job.runRange(t.lo, t.hi)
-					t.wg.Done()
-				}
-			}()
-		}
-	})
-	wg.Add(parts - 1)
-	for i := 1; i < parts; i++ {
-		rangeTasks <- rangeTask{job: job, lo: n * i / parts, hi: n * (i + 1) / parts, wg: wg}
-	}
-	job.runRange(0, n/parts)
-	wg.Wait()
 }

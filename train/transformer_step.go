@@ -1,6 +1,10 @@
 package train
 
-import "fmt"
+import (
+	"fmt"
+	"runtime"
+	"sync"
+)
 
 // The transformer's forward and backward passes. With M = B·T positions,
 // one block computes (pre-LN, GPT-2):
@@ -58,11 +62,11 @@ type attnJob struct {
 
 func (j *attnJob) runRange(lo, hi int) {
 	for bh := lo; bh < hi; bh++ {
-		b, h := bh/j.heads, bh%j.heads
+		b, h, sc := bh/j.heads, bh%j.heads, headScratch(j.scratch, bh, j.t, j.heads, j.d)
 		if j.back {
-			attentionHeadBackward(j.dq, j.dk, j.dv, j.dout, j.p, j.q, j.k, j.v, j.scratch[bh*j.t:(bh+1)*j.t], b, h, j.t, j.heads, j.d)
+			attentionHeadBackward(j.dq, j.dk, j.dv, j.dout, j.p, j.q, j.k, j.v, sc, b, h, j.t, j.heads, j.d)
 		} else {
-			attentionHead(j.out, j.p, j.q, j.k, j.v, b, h, j.t, j.heads, j.d)
+			attentionHead(j.out, j.p, j.q, j.k, j.v, sc, b, h, j.t, j.heads, j.d)
 		}
 	}
 }
@@ -120,16 +124,16 @@ func (m *Transformer) forward(b *Batch, grad bool) float64 {
 	for r := 0; r < M; r++ {
 		id, pos := int(b.Ctx[r]), r%T
 		xr := x[r*D : (r+1)*D]
-		copy(xr, m.W.tokEmb[id*D:(id+1)*D])
-		Axpy(1, m.W.posEmb[pos*D:(pos+1)*D], xr)
+		copy(xr, m.w.tokEmb[id*D:(id+1)*D])
+		Axpy(1, m.w.posEmb[pos*D:(pos+1)*D], xr)
 	}
 	for l := range m.acts {
-		a, w := &m.acts[l], &m.W.blocks[l]
+		a, w := &m.acts[l], &m.w.blocks[l]
 		m.layerNorm(a.h1, a.xhat1, a.rstd1, x, w.ln1G, w.ln1B, M)
 		LinearForward(p, a.q, a.h1[:M*D], w.wq, w.bq, M, D, D)
 		p.MatMul(a.k, a.h1[:M*D], w.wk, M, D, D, false)
 		LinearForward(p, a.v, a.h1[:M*D], w.wv, w.bv, M, D, D)
-		m.jobAttn = attnJob{out: a.att, p: a.p, q: a.q, k: a.k, v: a.v, t: T, heads: c.Heads, d: D}
+		m.jobAttn = attnJob{out: a.att, p: a.p, q: a.q, k: a.k, v: a.v, scratch: m.attnScratch, t: T, heads: c.Heads, d: D}
 		m.par(b.Size*c.Heads, &m.jobAttn)
 		p.MatMul(x, a.att[:M*D], w.wo, M, D, D, true)
 		addBias(x, w.bo, M, D)
@@ -140,8 +144,8 @@ func (m *Transformer) forward(b *Batch, grad bool) float64 {
 		p.MatMul(x, a.gl[:M*F], w.w2, M, F, D, true)
 		addBias(x, w.b2, M, D)
 	}
-	m.layerNorm(m.hF, m.xhatF, m.rstdF, x, m.W.lnfG, m.W.lnfB, M)
-	LinearForward(p, m.logits, m.hF[:M*D], m.W.headW, m.W.headB, M, D, V)
+	m.layerNorm(m.hF, m.xhatF, m.rstdF, x, m.w.lnfG, m.w.lnfB, M)
+	LinearForward(p, m.logits, m.hF[:M*D], m.w.headW, m.w.headB, M, D, V)
 	m.jobCE = ceJob{logits: m.logits, targets: b.Next, losses: m.losses, v: V, scale: 1 / float32(M)}
 	if grad {
 		m.jobCE.d = m.dLogits
@@ -161,11 +165,11 @@ func (m *Transformer) backward(b *Batch) {
 	T, D, F, V := b.Context, c.Dim, c.Hidden, c.Vocab
 	M := b.Size * T
 	dx, dh := m.dx[:M*D], m.dh[:M*D]
-	linearBackwardT(p, dh, m.G.headW, m.G.headB, m.hF[:M*D], m.W.headW, m.wT, m.dLogits[:M*V], M, D, V, false)
+	linearBackwardT(p, dh, m.gr.headW, m.gr.headB, m.hF[:M*D], m.w.headW, m.wT, m.dLogits[:M*V], M, D, V, false)
 	Zero(dx)
-	m.layerNormBack(dx, m.G.lnfG, m.G.lnfB, dh, m.xhatF, m.rstdF, m.W.lnfG, M)
+	m.layerNormBack(dx, m.gr.lnfG, m.gr.lnfB, dh, m.xhatF, m.rstdF, m.w.lnfG, M)
 	for l := len(m.acts) - 1; l >= 0; l-- {
-		a, w, g := &m.acts[l], &m.W.blocks[l], &m.G.blocks[l]
+		a, w, g := &m.acts[l], &m.w.blocks[l], &m.gr.blocks[l]
 		// MLP: dx flows unchanged into the MLP's output.
 		dff := m.dff[:M*F]
 		linearBackwardT(p, dff, g.w2, g.b2, a.gl[:M*F], w.w2, m.wT, dx, M, F, D, false)
@@ -184,13 +188,13 @@ func (m *Transformer) backward(b *Batch) {
 		m.layerNormBack(dx, g.ln1G, g.ln1B, dh, a.xhat1, a.rstd1, w.ln1G, M)
 	}
 	// Embeddings: scatter in row order (deterministic).
-	Zero(m.G.tokEmb)
-	Zero(m.G.posEmb)
+	Zero(m.gr.tokEmb)
+	Zero(m.gr.posEmb)
 	for r := 0; r < M; r++ {
 		id, pos := int(b.Ctx[r]), r%T
 		dr := dx[r*D : (r+1)*D]
-		Axpy(1, dr, m.G.tokEmb[id*D:(id+1)*D])
-		Axpy(1, dr, m.G.posEmb[pos*D:(pos+1)*D])
+		Axpy(1, dr, m.gr.tokEmb[id*D:(id+1)*D])
+		Axpy(1, dr, m.gr.posEmb[pos*D:(pos+1)*D])
 	}
 }
 
@@ -199,4 +203,53 @@ func addBias(x, bias []float32, rows, n int) {
 	for r := 0; r < rows; r++ {
 		Axpy(1, bias[:n], x[r*n:(r+1)*n])
 	}
+}
+
+// rangeJob is work over the indices [0, n) that may be split into disjoint
+// contiguous ranges run concurrently. Each index owns its outputs, so the
+// result does not depend on the split.
+type rangeJob interface{ runRange(lo, hi int) }
+
+type rangeTask struct {
+	job    rangeJob
+	lo, hi int
+	wg     *sync.WaitGroup
+}
+
+// rangeTasks feeds helper goroutines (one per CPU, started on first use and
+// shared by every model, like DefaultPool's).
+var (
+	rangeOnce  sync.Once
+	rangeTasks chan rangeTask
+)
+
+// parallelRange runs job over [0, n) in up to parts ranges: the caller runs
+// the first and the helper goroutines the others. wg must not be shared by
+// concurrent calls. It does not allocate.
+func parallelRange(parts, n int, job rangeJob, wg *sync.WaitGroup) {
+	parts = min(parts, n)
+	if parts <= 1 {
+		if n > 0 {
+			job.runRange(0, n)
+		}
+		return
+	}
+	rangeOnce.Do(func() {
+		procs := runtime.GOMAXPROCS(0)
+		rangeTasks = make(chan rangeTask, 4*procs)
+		for i := 0; i < procs; i++ {
+			go func() {
+				for t := range rangeTasks {
+					t.job.runRange(t.lo, t.hi)
+					t.wg.Done()
+				}
+			}()
+		}
+	})
+	wg.Add(parts - 1)
+	for i := 1; i < parts; i++ {
+		rangeTasks <- rangeTask{job: job, lo: n * i / parts, hi: n * (i + 1) / parts, wg: wg}
+	}
+	job.runRange(0, n/parts)
+	wg.Wait()
 }
