@@ -52,7 +52,12 @@ var arChildArgs []string
 // per second).
 func RunAllReduce(ctx context.Context, cfg Config) (*Result, error) {
 	p := allreduceParams(cfg.Quick)
-	ms, err := startARMembers(ctx, arWorld, p.elems)
+	if cfg.CPUProfileDir != "" {
+		if err := os.MkdirAll(cfg.CPUProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	ms, err := startARMembers(ctx, arWorld, p.elems, cfg.CPUProfileDir)
 	if err != nil {
 		return nil, fmt.Errorf("collective-allreduce: %w", err)
 	}
@@ -185,7 +190,7 @@ func (l *lockedBuffer) String() string {
 
 // startARMembers starts n member processes (this binary in helper mode),
 // learns their addresses and connects the rings.
-func startARMembers(ctx context.Context, n, elems int) (*arMembers, error) {
+func startARMembers(ctx context.Context, n, elems int, profileDir string) (*arMembers, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -194,6 +199,9 @@ func startARMembers(ctx context.Context, n, elems int) (*arMembers, error) {
 	for range n {
 		cmd := exec.Command(exe, arChildArgs...)
 		cmd.Env = append(os.Environ(), ChildEnv+"="+arChildMode)
+		if profileDir != "" {
+			cmd.Env = append(cmd.Env, arProfileEnv+"="+profileDir)
+		}
 		p := &arProc{cmd: cmd, lines: make(chan string, 16), stderr: &lockedBuffer{}}
 		cmd.Stderr = p.stderr
 		if p.stdin, err = cmd.StdinPipe(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -123,9 +125,14 @@ func arMember(stdin io.Reader, stdout io.Writer) error {
 			if !in.Scan() || in.Text() != "go" {
 				return fmt.Errorf("want go, got %q (%v)", in.Text(), in.Err())
 			}
+			stopProfile, err := startProfile(kind, m.rank, round)
+			if err != nil {
+				return err
+			}
 			start := time.Now()
 			err = m.run(kind, iters, round, buf)
 			d := time.Since(start)
+			stopProfile()
 			if err == nil {
 				err = arCheck(kind, iters, m.world, buf)
 			}
@@ -143,6 +150,29 @@ func arMember(stdin io.Reader, stdout io.Writer) error {
 		}
 	}
 	return in.Err()
+}
+
+// arProfileEnv names the directory members write a CPU profile of each run
+// to (Config.CPUProfileDir).
+const arProfileEnv = "MEGHABENCH_CPUPROFILE"
+
+func startProfile(kind string, rank int, round uint64) (stop func(), err error) {
+	dir := os.Getenv(arProfileEnv)
+	if dir == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("allreduce-%s-round%d-rank%d.pprof", kind, round, rank)))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func atois(ss []string) ([]int, error) {

@@ -190,10 +190,7 @@ func absorb(c *chunk, mode Compression, dst, base []float32, w float32, scratch 
 				continue
 			}
 			n := dec.next(q, scratch)
-			out, in, vals := dst[pos:pos+n], base[pos:pos+n], scratch[:n]
-			for i, v := range vals {
-				out[i] = float32(w*in[i]) + v
-			}
+			axpyTo(dst[pos:pos+n], base[pos:pos+n], w, scratch[:n])
 			pos += n
 		}
 	}
@@ -243,9 +240,7 @@ func (p *pass) encode(t, ci int, sp span) (*chunk, error) {
 	cfg := p.rs.cfg
 	lo, hi := p.data(sp)
 	if t == 0 {
-		for i := lo; i < hi; i++ {
-			p.work[i] = p.buf[i] * p.w
-		}
+		scaleTo(p.work[lo:hi], p.buf[lo:hi], p.w)
 	}
 	c := &chunk{
 		round: cfg.Round, step: uint32(t), index: uint32(ci),

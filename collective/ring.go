@@ -142,16 +142,13 @@ func (n *Node) AllReduce(ctx context.Context, cfg Config, buf []float32, weight 
 }
 
 func checkFinite(rank int, buf []float32, weight float64) error {
-	// A float32 is NaN or infinite when its exponent bits are all ones.
-	const exp = 0x7f800000
-	for i, v := range buf {
-		if math.Float32bits(v)&exp != exp {
-			continue
-		}
-		if f := float64(v); math.IsNaN(f) {
-			return fmt.Errorf("collective: rank %d: pseudo-gradient holds NaN at index %d", rank, i)
-		} else {
-			return fmt.Errorf("collective: rank %d: pseudo-gradient holds %v at index %d", rank, f, i)
+	if anyNonFinite(buf) {
+		for i, v := range buf {
+			if f := float64(v); math.IsNaN(f) {
+				return fmt.Errorf("collective: rank %d: pseudo-gradient holds NaN at index %d", rank, i)
+			} else if math.IsInf(f, 0) {
+				return fmt.Errorf("collective: rank %d: pseudo-gradient holds %v at index %d", rank, f, i)
+			}
 		}
 	}
 	if math.IsNaN(weight) || math.IsInf(weight, 0) || weight < 0 {
@@ -267,9 +264,6 @@ func (n *Node) allReduce(ctx context.Context, cfg Config, comp *Compressor, buf 
 		comp.restore(saved)
 		return st, fmt.Errorf("collective: round %d: weights sum to %v", cfg.Round, p.wsum)
 	}
-	inv := 1 / p.wsum
-	for i, v := range p.work {
-		buf[i] = float32(float64(v) * inv)
-	}
+	divideTo(buf, p.work, p.wsum)
 	return st, nil
 }

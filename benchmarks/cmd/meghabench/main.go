@@ -48,7 +48,7 @@ func run() error {
 		only     = flag.String("only", "", "run only these benchmarks (comma-separated): "+strings.Join(names(), ", "))
 		quick    = flag.Bool("quick", false, "fewer and shorter runs: a smoke test, not a measurement")
 		bin      = flag.String("bin", "", "megha binary for process benchmarks (default: build ./cmd/megha)")
-		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of each measured run of coordinator-submit into this directory")
+		cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of each measured run of coordinator-submit (and of each collective-allreduce member) into this directory")
 		deadline = flag.Duration("timeout", 20*time.Minute, "give up after this long")
 	)
 	flag.Parse()
