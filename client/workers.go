@@ -134,3 +134,29 @@ func (c *Client) ReportProgress(ctx context.Context, r *meghav1.ProgressReport) 
 		return err
 	})
 }
+
+// JoinRound says a task is ready for a sync round and returns the round's
+// plan; Ready is false if the coordinator has not fixed it within the
+// request's wait (call again). The wait is capped below the per-attempt
+// timeout.
+func (c *Client) JoinRound(ctx context.Context, r *meghav1.JoinRoundRequest) (*meghav1.RoundPlan, error) {
+	var out *meghav1.RoundPlan
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		out, err = meghav1.NewWorkerServiceClient(cc).JoinRound(ctx, r)
+		return err
+	})
+	return out, err
+}
+
+// FinishRound reports a member's outcome of a round attempt and returns
+// the coordinator's decision (PENDING: call again). Safe to retry.
+func (c *Client) FinishRound(ctx context.Context, r *meghav1.FinishRoundRequest) (*meghav1.RoundOutcome, error) {
+	var out *meghav1.RoundOutcome
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		out, err = meghav1.NewWorkerServiceClient(cc).FinishRound(ctx, r)
+		return err
+	})
+	return out, err
+}

@@ -126,6 +126,9 @@ func (s *State) applyUpdateTask(index uint64, c *meghav1.UpdateTaskCommand) (*Ap
 		return nil, fmt.Errorf("%w: task %s belongs to %s epoch %d", ErrStaleEpoch, t.Id, t.WorkerId, t.WorkerEpoch)
 	}
 	if !scheduler.Live(t.State) {
+		if t.State == c.State {
+			return &ApplyResult{}, nil // a repeated report, or the job ended it first
+		}
 		return nil, fmt.Errorf("%w: %s is %s", ErrTaskFinished, t.Id, t.State)
 	}
 	switch c.State {

@@ -298,11 +298,15 @@ func (p *parser) resources(n *yaml.Node, path string) *meghav1.Resources {
 func (p *parser) sync(n *yaml.Node, path string) *meghav1.SyncSpec {
 	s := &meghav1.SyncSpec{}
 	if !p.fields(n, path, syncKeys, func(key string, v *yaml.Node, path string) {
+		errsBefore := len(p.errs.Problems) + p.errs.Omitted
 		switch key {
 		case "algorithm":
 			s.Algorithm = meghav1.SyncAlgorithm(p.enum(v, path, algorithmNames))
 		case "inner_steps":
 			s.InnerSteps = uint32(p.uint(v, path, 32, "50"))
+			if s.InnerSteps == 0 && !isNull(v) && len(p.errs.Problems)+p.errs.Omitted == errsBefore {
+				p.errorf(v, path, "must be at least 1 (local steps between syncs; 1 syncs every step); 50 is the usual value, or leave it out")
+			}
 		case "compression":
 			s.Compression = meghav1.Compression(p.enum(v, path, compressionNames))
 		case "outer_lr":

@@ -122,6 +122,7 @@ func TestParseErrors(t *testing.T) {
 			"18446744073709551616 is too large; the largest allowed is 18446744073709551615"},
 		{"list for a number", "checkpoint:\n  keep: [3]\n", 2, 9, "checkpoint.keep", "expected a whole number like 3, found a list"},
 		{"word for a float", "sync:\n  outer_lr: fast\n", 2, 13, "sync.outer_lr", `expected a number like 0.7, found "fast"`},
+		{"zero inner steps", "sync:\n  inner_steps: 0\n", 2, 16, "sync.inner_steps", "must be at least 1 (local steps between syncs; 1 syncs every step); 50 is the usual value, or leave it out"},
 		{"NaN", "sync:\n  outer_momentum: .nan\n", 2, 19, "sync.outer_momentum", "must be a finite number like 0.9, found .nan"},
 		{"infinity", "stop:\n  target_loss: -.inf\n", 2, 16, "stop.target_loss", "must be a finite number like 2.5, found -.inf"},
 		{"float out of range", "stop:\n  target_loss: 1e400\n", 2, 16, "stop.target_loss", "1e400 is out of range; write a number like 2.5"},

@@ -177,10 +177,21 @@ func (r *Replica) Run(ctx context.Context, ar AllReducer, steps int, b *Batch, n
 	if steps < 1 {
 		return RoundResult{}, fmt.Errorf("train: %d steps in a round", steps)
 	}
-	r.pending = true
 	if r.Algo == DDP {
+		r.pending = true
 		return r.runDDP(ctx, ar, steps, b, next)
 	}
+	res, err := r.Inner(ctx, steps, b, next)
+	if err != nil {
+		r.pending = true
+		return res, err
+	}
+	return r.Reduce(ctx, ar, res)
+}
+
+// Inner runs DiLoCo's local phase: steps AdamW steps on batches from next,
+// changing only the local parameters. Reduce then synchronizes.
+func (r *Replica) Inner(ctx context.Context, steps int, b *Batch, next func(i int, b *Batch)) (RoundResult, error) {
 	var res RoundResult
 	var lossSum float64
 	for i := 0; i < steps; i++ {
@@ -190,10 +201,23 @@ func (r *Replica) Run(ctx context.Context, ar AllReducer, steps int, b *Batch, n
 		next(i, b)
 		lossSum += r.Trainer.Step(b)
 		res.Tokens += r.Trainer.Model.Tokens(b)
+		res.Steps++
 	}
-	res.Steps, res.Loss = steps, lossSum/float64(steps)
+	if res.Steps > 0 {
+		res.Loss = lossSum / float64(res.Steps)
+	}
 	res.GradNorm, res.LastLR = r.Trainer.LastNorm, r.Trainer.LastLR
-	return r.Reduce(ctx, ar, res)
+	return res, nil
+}
+
+// Candidate is the proposed shared state after a successful Run or Reduce
+// (DiLoCo: θ′; DDP: the updated parameters). Read-only; valid until Commit
+// or Abort.
+func (r *Replica) Candidate() []float32 {
+	if r.Algo == DDP {
+		return r.Trainer.Model.Weights()
+	}
+	return r.candGlobal
 }
 
 // Reduce is Run's synchronization phase for DiLoCo, exposed for callers

@@ -53,6 +53,21 @@ var modelInfos = map[string]ModelInfo{
 		Summary: fmt.Sprintf("byte MLP: %d-byte context, embed %d, hidden %d", MLPTiny().Context, MLPTiny().Embed, MLPTiny().Hidden)},
 }
 
+// defaultLR is the peak inner learning rate per model family.
+var defaultLR = map[string]float64{}
+
+// DefaultSchedule is the inner learning-rate schedule the built-in trainer
+// uses for a model over total optimizer steps: warm-up over the first 5%
+// (at most 100 steps), cosine decay from 3e-3 to a tenth of it.
+func DefaultSchedule(name string, total int) Schedule {
+	lr, ok := defaultLR[name]
+	if !ok {
+		lr = 3e-3
+	}
+	total = max(total, 1)
+	return Schedule{Warmup: min(100, max(1, total/20)), Total: total, Max: lr, Min: lr / 10}
+}
+
 // ModelNames lists the built-in model names, sorted.
 func ModelNames() []string {
 	names := make([]string, 0, len(modelBuilders))

@@ -94,10 +94,11 @@ type workerProc struct {
 	err     error // valid once exited is closed
 }
 
-// startWorker starts `megha worker --emulate-gpu H100x2` against addrs. Its
-// output goes to a file, shown if the test fails; the process is killed
-// when the test ends.
-func startWorker(t *testing.T, c *testcluster.Cluster, token string, addrs []string) *workerProc {
+// startWorker starts `megha worker --emulate-gpu H100x2` against addrs
+// (extra flags are appended; a repeated flag overrides). Its output goes to
+// a file, shown if the test fails; the process is killed when the test
+// ends.
+func startWorker(t *testing.T, c *testcluster.Cluster, token string, addrs []string, extra ...string) *workerProc {
 	t.Helper()
 	dir := t.TempDir()
 	w := &workerProc{t: t, dataDir: filepath.Join(dir, "worker"), logPath: filepath.Join(dir, "worker.log"),
@@ -107,8 +108,9 @@ func startWorker(t *testing.T, c *testcluster.Cluster, token string, addrs []str
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	w.cmd = exec.Command(c.Bin, "worker", "--coordinator", strings.Join(addrs, ","), "--token", token,
-		"--emulate-gpu", "H100x2", "--data-dir", w.dataDir, "--calibrate", "50ms")
+	args := append([]string{"worker", "--coordinator", strings.Join(addrs, ","), "--token", token,
+		"--emulate-gpu", "H100x2", "--data-dir", w.dataDir, "--calibrate", "50ms"}, extra...)
+	w.cmd = exec.Command(c.Bin, args...)
 	w.cmd.Stdout, w.cmd.Stderr = logf, logf
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -236,6 +238,12 @@ func getWorker(ctx context.Context, cl *client.Client, id string) (*meghav1.Work
 // emulated H100 SXM GPUs.
 func waitReady(t *testing.T, cl *client.Client, w *workerProc) *meghav1.Worker {
 	t.Helper()
+	return waitReadyCheck(t, cl, w, checkGPUs)
+}
+
+// waitReadyCheck is waitReady with its own check of the listed GPUs.
+func waitReadyCheck(t *testing.T, cl *client.Client, w *workerProc, check func([]*meghav1.GPU) error) *meghav1.Worker {
+	t.Helper()
 	id := w.id()
 	deadline := time.Now().Add(20 * time.Second)
 	var last string
@@ -249,7 +257,7 @@ func waitReady(t *testing.T, cl *client.Client, w *workerProc) *meghav1.Worker {
 		case got.State != meghav1.WorkerState_WORKER_STATE_READY:
 			last = got.State.String()
 		default:
-			if err := checkGPUs(got.Gpus); err != nil {
+			if err := check(got.Gpus); err != nil {
 				t.Fatalf("worker %s: %v", id, err)
 			}
 			return got

@@ -19,12 +19,19 @@ const stopGrace = 10 * time.Second
 
 // tasks runs a worker's assignments with a Runtime and reports on them.
 type tasks struct {
-	a  *Agent
-	rt runtime.Runtime
+	a       *Agent
+	rt      runtime.Runtime
+	builtin runtime.Runtime // the built-in trainer, in this process
 
-	mu      sync.Mutex
-	running map[string]*runningTask
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	running  map[string]*runningTask
+	assigned map[string]assignedTask // built-in tasks: their assignment
+	wg       sync.WaitGroup
+}
+
+type assignedTask struct {
+	as    *meghav1.Assignment
+	epoch uint64
 }
 
 type runningTask struct {
@@ -34,7 +41,17 @@ type runningTask struct {
 }
 
 func newTasks(a *Agent, rt runtime.Runtime) *tasks {
-	return &tasks{a: a, rt: rt, running: make(map[string]*runningTask)}
+	ts := &tasks{a: a, rt: rt, running: make(map[string]*runningTask), assigned: make(map[string]assignedTask)}
+	ts.builtin = runtime.NewFuncRuntime("builtin-trainer", a.trainTask, runtime.LogConfig{})
+	return ts
+}
+
+// assignment returns a built-in task's assignment and epoch.
+func (ts *tasks) assignment(taskID string) (*meghav1.Assignment, uint64) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	at := ts.assigned[taskID]
+	return at.as, at.epoch
 }
 
 // taskDir is where a task's files live; the agent's log server reads it.
@@ -91,7 +108,19 @@ func (ts *tasks) handle(ctx context.Context, epoch uint64, as *meghav1.Assignmen
 		CoordinatorAddr: strings.Join(ts.a.cfg.Coordinators, ","), Command: as.Command, Env: as.Env,
 		Dir: ts.a.taskDir(as.TaskId),
 	}
-	if err := ts.rt.Prepare(ctx, t); err != nil {
+	runner := ts.rt
+	if as.Spec.GetModel().GetBuiltin() != "" {
+		runner = ts.builtin
+		ts.mu.Lock()
+		ts.assigned[t.ID] = assignedTask{as: as, epoch: epoch}
+		ts.mu.Unlock()
+		defer func() {
+			if _, ok := ts.handleOf(t.ID); !ok {
+				ts.forget(t.ID) // did not start
+			}
+		}()
+	}
+	if err := runner.Prepare(ctx, t); err != nil {
 		ts.report(epoch, t, meghav1.TaskState_TASK_STATE_FAILED, -1, err.Error())
 		return
 	}
@@ -100,7 +129,7 @@ func (ts *tasks) handle(ctx context.Context, epoch uint64, as *meghav1.Assignmen
 		ts.report(epoch, t, meghav1.TaskState_TASK_STATE_FAILED, -1, err.Error())
 		return
 	}
-	h, err := ts.rt.Start(ctx, t)
+	h, err := runner.Start(ctx, t)
 	if err != nil {
 		ps.close()
 		ts.report(epoch, t, meghav1.TaskState_TASK_STATE_FAILED, -1, err.Error())
@@ -116,9 +145,7 @@ func (ts *tasks) handle(ctx context.Context, epoch uint64, as *meghav1.Assignmen
 		defer ts.wg.Done()
 		res, err := h.Wait(context.Background())
 		ps.close()
-		ts.mu.Lock()
-		delete(ts.running, t.ID)
-		ts.mu.Unlock()
+		ts.forget(t.ID)
 		state, msg := meghav1.TaskState_TASK_STATE_SUCCEEDED, ""
 		if err != nil || !res.Success() {
 			state, msg = meghav1.TaskState_TASK_STATE_FAILED, res.String()
@@ -131,6 +158,20 @@ func (ts *tasks) handle(ctx context.Context, epoch uint64, as *meghav1.Assignmen
 			ts.report(epoch, t, state, int32(res.ExitCode), msg)
 		}
 	}()
+}
+
+func (ts *tasks) handleOf(id string) (*runningTask, bool) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	rt, ok := ts.running[id]
+	return rt, ok
+}
+
+func (ts *tasks) forget(id string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	delete(ts.running, id)
+	delete(ts.assigned, id)
 }
 
 // report tells the coordinator about a task, retrying until it is

@@ -217,3 +217,22 @@ func EstimateThroughput(m Model) float64 {
 		return m.FP32TFLOPS
 	}
 }
+
+// RelativeSpeed is the combined estimated throughput of the given catalog
+// models (one entry per GPU) relative to the fastest single catalog GPU,
+// or 0 if any model is unknown. Emulated workers throttle their step rate
+// by it (capped at 1: the host CPU cannot run faster than it does).
+func RelativeSpeed(models []string) float64 {
+	if len(models) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, id := range models {
+		m, ok := Lookup(id)
+		if !ok {
+			return 0
+		}
+		sum += EstimateThroughput(m)
+	}
+	return sum / EstimateThroughput(catalog[0])
+}

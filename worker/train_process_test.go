@@ -1,0 +1,223 @@
+//go:build unix
+
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"github.com/megha-ml/megha/client"
+	"github.com/megha-ml/megha/internal/testcluster"
+	"github.com/megha-ml/megha/jobspec"
+)
+
+// These tests run built-in training end to end: a `megha coordinator`
+// process, three `megha worker` processes with emulated GPUs of different
+// speeds, and a DiLoCo job whose rounds the coordinator fixes and commits.
+
+func trainSpec(t *testing.T, yaml string) *meghav1.JobSpec {
+	t.Helper()
+	spec, err := jobspec.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobspec.ApplyDefaults(spec)
+	if err := jobspec.Validate(spec); err != nil {
+		t.Fatal(err)
+	}
+	return spec
+}
+
+func submit(t *testing.T, cl *client.Client, spec *meghav1.JobSpec) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := cl.Submit(ctx, spec, fmt.Sprintf("test-%d", time.Now().UnixNano()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Job.Id
+}
+
+// waitJob polls the job until done(job) or the deadline, failing the test
+// if the job ends in another state first.
+func waitJob(t *testing.T, cl *client.Client, id string, d time.Duration, what string, done func(*meghav1.Job) bool) *meghav1.Job {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var last *meghav1.Job
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		j, err := cl.Get(ctx, id, false)
+		cancel()
+		if err == nil {
+			last = j
+			if done(j) {
+				return j
+			}
+			switch j.Status.State {
+			case meghav1.JobState_JOB_STATE_FAILED, meghav1.JobState_JOB_STATE_CANCELLED:
+				t.Fatalf("job %s is %v while waiting for %s: %s", id, j.Status.State, what, j.Status.LastError)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("job %s: no %s within %v; last status %v", id, what, d, last.GetStatus())
+	return nil
+}
+
+func oneEmulated(model string) func([]*meghav1.GPU) error {
+	return func(gpus []*meghav1.GPU) error {
+		if len(gpus) != 1 || gpus[0].Model != model || !gpus[0].Emulated {
+			return fmt.Errorf("GPUs %v, want one emulated %s", gpus, model)
+		}
+		return nil
+	}
+}
+
+const trainJobYAML = `
+name: diloco-e2e
+kind: train
+model: {builtin: mlp-tiny}
+data: {dataset: synthetic, batch_size: 16, seed: 7}
+resources: {workers: 3}
+sync: {algorithm: diloco, inner_steps: %d, compression: %s}
+stop: {rounds: %d}
+`
+
+// TestTrainJobEndToEnd runs a 3-worker DiLoCo job of mlp-tiny to the end:
+// every round is committed with all three members, loss falls, traffic is
+// counted, and the slower emulated GPUs are given fewer local steps.
+func TestTrainJobEndToEnd(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := adminClient(t, c.Addrs()...)
+	gpus := []string{"H100-SXM", "A100-80GB", "RTX4090"}
+	for _, g := range gpus {
+		w := startWorker(t, c, testcluster.WorkerToken, c.Addrs(), "--emulate-gpu", g)
+		waitReadyCheck(t, cl, w, oneEmulated(g))
+	}
+	const rounds = 12
+	id := submit(t, cl, trainSpec(t, fmt.Sprintf(trainJobYAML, 20, "int8", rounds)))
+	j := waitJob(t, cl, id, 3*time.Minute, "success", func(j *meghav1.Job) bool {
+		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED
+	})
+	tr := j.Status.Train
+	if tr.GetCommitted() != rounds || len(tr.Rounds) != rounds {
+		t.Fatalf("committed %d rounds (%d records), want %d", tr.GetCommitted(), len(tr.Rounds), rounds)
+	}
+	for _, r := range tr.Rounds {
+		t.Logf("round %d attempt %d: %d members, %d tokens, loss %.4f, val %.4f, sent %d B", r.Round, r.Attempt,
+			len(r.Members), r.Tokens, r.TrainLoss, r.ValLoss, r.BytesSent)
+		if len(r.Members) != 3 || r.BytesSent <= 0 || r.BytesReceived <= 0 || !r.HasVal || r.Tokens == 0 {
+			t.Errorf("round %d: %d members, sent %d, received %d, has_val %v, tokens %d", r.Round, len(r.Members),
+				r.BytesSent, r.BytesReceived, r.HasVal, r.Tokens)
+		}
+	}
+	// An untrained byte model scores about ln 256 = 5.55 nats; the process's
+	// entropy rate is about 1.3.
+	last := tr.Rounds[rounds-1]
+	if last.ValLoss > 3.5 {
+		t.Errorf("validation loss %.4f after %d rounds, want below 3.5 (untrained: 5.55)", last.ValLoss, rounds)
+	}
+	if j.Status.Progress.GetRound() != rounds || j.Status.Progress.GetTokens() != tr.Tokens {
+		t.Errorf("progress %v does not match %d rounds / %d tokens", j.Status.Progress, rounds, tr.Tokens)
+	}
+	// Heterogeneity: after the first round, the emulated H100 (fastest) runs
+	// H = 20 local steps and the RTX 4090 (about 6× slower) far fewer.
+	steps := map[string]uint32{}
+	for _, m := range last.Members {
+		steps[m.GpuModel] = m.Steps
+		if !m.Emulated {
+			t.Errorf("member %s on %s not labelled emulated", m.WorkerId, m.GpuModel)
+		}
+	}
+	t.Logf("local steps in the last round by GPU: %v", steps)
+	if steps["H100-SXM"] != 20 || steps["RTX4090"] >= steps["A100-80GB"] || steps["A100-80GB"] >= 20 {
+		t.Errorf("local steps %v not sized to emulated speed (want H100-SXM 20 > A100-80GB > RTX4090)", steps)
+	}
+	// Tasks end as succeeded with the job.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tasks, err := cl.ListTasks(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		if tk.State != meghav1.TaskState_TASK_STATE_SUCCEEDED {
+			t.Errorf("task %s (rank %d) is %v", tk.Id, tk.Rank, tk.State)
+		}
+	}
+}
+
+// TestTrainJobSurvivesWorkerKill SIGKILLs one of three workers in the
+// middle of a run: the round in flight is abandoned and retried with the
+// two survivors, and the job still finishes.
+func TestTrainJobSurvivesWorkerKill(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := adminClient(t, c.Addrs()...)
+	var workers []*workerProc
+	for range 3 {
+		w := startWorker(t, c, testcluster.WorkerToken, c.Addrs(), "--emulate-gpu", "H100-SXM")
+		waitReadyCheck(t, cl, w, oneEmulated("H100-SXM"))
+		workers = append(workers, w)
+	}
+	const rounds = 12
+	id := submit(t, cl, trainSpec(t, fmt.Sprintf(trainJobYAML, 10, "none", rounds)))
+	waitJob(t, cl, id, 2*time.Minute, "round 3", func(j *meghav1.Job) bool {
+		return j.Status.GetTrain().GetCommitted() >= 3
+	})
+	victim := workers[1]
+	victimID := victim.id()
+	victim.signal(syscall.SIGKILL)
+	victim.waitExit(5 * time.Second)
+	killedAt := time.Now()
+
+	j := waitJob(t, cl, id, 3*time.Minute, "success", func(j *meghav1.Job) bool {
+		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED
+	})
+	t.Logf("finished %v after the kill; %d attempts abandoned; last error %q", time.Since(killedAt).Round(time.Millisecond),
+		j.Status.Train.AbortedAttempts, j.Status.LastError)
+	tr := j.Status.Train
+	if tr.Committed != rounds {
+		t.Fatalf("committed %d rounds, want %d", tr.Committed, rounds)
+	}
+	sawVictim, after := false, 0
+	for _, r := range tr.Rounds {
+		has := false
+		for _, m := range r.Members {
+			has = has || m.WorkerId == victimID
+		}
+		if has {
+			if after > 0 {
+				t.Errorf("round %d includes the killed worker after rounds without it", r.Round)
+			}
+			sawVictim = true
+			continue
+		}
+		after++
+		if len(r.Members) != 2 {
+			t.Errorf("round %d has %d members, want the 2 survivors", r.Round, len(r.Members))
+		}
+	}
+	if !sawVictim || after == 0 {
+		t.Fatalf("rounds with the victim: %v; rounds after: %d", sawVictim, after)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	tasks, err := cl.ListTasks(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		want := meghav1.TaskState_TASK_STATE_SUCCEEDED
+		if tk.WorkerId == victimID {
+			want = meghav1.TaskState_TASK_STATE_LOST
+		}
+		if tk.State != want {
+			t.Errorf("task %s on %s is %v, want %v", tk.Id, tk.WorkerId, tk.State, want)
+		}
+	}
+}
