@@ -16,6 +16,7 @@ import (
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var watch, stale bool
+	var rounds int
 	cmd := &cobra.Command{
 		Use:   "status JOB",
 		Short: "Show a job's state, progress and spend",
@@ -42,6 +43,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			tasks, _ := c.ListTasks(ctx, job.Id)
 			describeJob(cmd.OutOrStdout(), job, tasks)
+			if err := roundTable(cmd.OutOrStdout(), job.Status.GetTrain(), rounds); err != nil {
+				return err
+			}
 			if len(tasks) > 0 {
 				fmt.Fprintln(cmd.OutOrStdout())
 				rows := make([][]string, 0, len(tasks))
@@ -59,7 +63,59 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the job until it finishes")
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from any node without asking the leader")
+	cmd.Flags().IntVar(&rounds, "rounds", 10, "show the last N committed sync rounds (0 for all)")
 	return cmd
+}
+
+// roundTable lists the last n committed rounds of a built-in training job.
+func roundTable(w io.Writer, tr *meghav1.TrainStatus, n int) error {
+	recs := tr.GetRounds()
+	if len(recs) == 0 {
+		return nil
+	}
+	if n > 0 && len(recs) > n {
+		recs = recs[len(recs)-n:]
+	}
+	fmt.Fprintln(w)
+	rows := make([][]string, 0, len(recs))
+	for _, r := range recs {
+		val := "-"
+		if r.HasVal {
+			val = loss(r.ValLoss)
+		}
+		dur := "-"
+		if r.StartedAt != nil && r.CommittedAt != nil {
+			dur = r.CommittedAt.AsTime().Sub(r.StartedAt.AsTime()).Round(time.Millisecond).String()
+		}
+		minSteps, maxSteps := uint32(0), uint32(0)
+		for i, m := range r.Members {
+			if i == 0 || m.Steps < minSteps {
+				minSteps = m.Steps
+			}
+			maxSteps = max(maxSteps, m.Steps)
+		}
+		steps := fmt.Sprint(maxSteps)
+		if minSteps != maxSteps {
+			steps = fmt.Sprintf("%d–%d", minSteps, maxSteps)
+		}
+		rows = append(rows, []string{fmt.Sprint(r.Round), fmt.Sprint(r.Attempt), fmt.Sprint(len(r.Members)), steps,
+			fmt.Sprint(r.Tokens), loss(r.TrainLoss), val, bytesIEC(r.BytesSent), dur})
+	}
+	return table(w, []string{"ROUND", "ATTEMPT", "WORKERS", "STEPS", "TOKENS", "TRAIN", "VAL", "SENT", "SYNC WAIT"}, rows)
+}
+
+// bytesIEC renders a byte count with binary units.
+func bytesIEC(n int64) string {
+	f := float64(n)
+	switch {
+	case f >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", f/(1<<30))
+	case f >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", f/(1<<20))
+	case f >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", f/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 // watchJob prints each new state of the job until it finishes; the exit
@@ -75,8 +131,9 @@ func watchJob(cmd *cobra.Command, g *globals, c *client.Client, id string) error
 			return printJSON(cmd.OutOrStdout(), j)
 		}
 		p := j.Status.GetProgress()
-		line := fmt.Sprintf("%-10s round %d  step %d  loss %s  spend %s", jobstate.Name(j.Status.GetState()),
-			p.GetRound(), p.GetStep(), loss(p.GetLoss()), usd(j.Status.GetSpendMicros()))
+		line := fmt.Sprintf("%-10s round %d  step %d  loss %s  val %s  sent %s  spend %s", jobstate.Name(j.Status.GetState()),
+			p.GetRound(), p.GetStep(), loss(p.GetLoss()), loss(p.GetValLoss()),
+			bytesIEC(j.Status.GetTrain().GetBytesSent()), usd(j.Status.GetSpendMicros()))
 		if line != lastLine { // a change this view does not show is not news
 			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", time.Now().Format("15:04:05"), line)
 			lastLine = line
@@ -113,6 +170,36 @@ func describeJob(w io.Writer, j *meghav1.Job, tasks []*meghav1.Task) {
 	fmt.Fprintf(w, "Workers:     %d running / %d wanted\n", live, spec.GetResources().GetWorkers())
 	fmt.Fprintf(w, "Progress:    round %d, step %d, %d tokens\n", p.GetRound(), p.GetStep(), p.GetTokens())
 	fmt.Fprintf(w, "Loss:        train %s, validation %s\n", loss(p.GetLoss()), loss(p.GetValLoss()))
+	if tr := s.GetTrain(); tr != nil {
+		sy := spec.GetSync()
+		algo := tr.GetAlgorithm()
+		if algo == "diloco" {
+			algo = fmt.Sprintf("DiLoCo, H=%d, outer lr %g, momentum %g", sy.GetInnerSteps(), sy.GetOuterLr(), sy.GetOuterMomentum())
+		} else {
+			algo = fmt.Sprintf("DDP (all-reduce every step), %d steps per round", sy.GetInnerSteps())
+		}
+		comp := strings.ToLower(strings.TrimPrefix(sy.GetCompression().String(), "COMPRESSION_"))
+		if sy.GetErrorFeedback() {
+			comp += " with error feedback"
+		}
+		fmt.Fprintf(w, "Sync:        %s, compression %s\n", algo, comp)
+		rounds := fmt.Sprintf("%d committed", tr.GetCommitted())
+		if r := spec.GetStop().GetRounds(); r > 0 {
+			rounds = fmt.Sprintf("%d of %d committed", tr.GetCommitted(), r)
+		}
+		if len(tr.GetMembers()) > 0 {
+			rounds += fmt.Sprintf("; round %d attempt %d in flight with %d workers", tr.GetCommitted()+1, tr.GetAttempt(), len(tr.GetMembers()))
+		}
+		if tr.GetAbortedAttempts() > 0 {
+			rounds += fmt.Sprintf("; %d attempts abandoned and retried", tr.GetAbortedAttempts())
+		}
+		fmt.Fprintf(w, "Rounds:      %s\n", rounds)
+		per := ""
+		if tr.GetCommitted() > 0 {
+			per = fmt.Sprintf(" (%s per round)", bytesIEC(tr.GetBytesSent()/int64(tr.GetCommitted())))
+		}
+		fmt.Fprintf(w, "Traffic:     %s sent, %s received by all workers%s\n", bytesIEC(tr.GetBytesSent()), bytesIEC(tr.GetBytesReceived()), per)
+	}
 	budget := "no cap"
 	if b := spec.GetBudget().GetMaxSpendMicros(); b > 0 {
 		budget = usd(b)
