@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # demo.sh — megha's main path on one machine, no flags needed.
 #
-# Until `megha demo` exists (it arrives with the trainer and market issues),
-# this starts a local one-node coordinator and two worker agents with
-# emulated GPUs, runs a user command across both (logs, status), submits the
-# example training job (which waits: the built-in trainer is the next
-# issue), shows a refused spec, and stops everything.
+# Until `megha demo` exists (it arrives with the market and checkpoint
+# issues), this starts a local one-node coordinator and three worker agents
+# with emulated GPUs of different speeds, trains the built-in tiny
+# transformer on Go source with DiLoCo across them, kills one worker in the
+# middle (training goes on with the other two), shows the rounds, the loss
+# and the traffic, runs a user command across the survivors, shows a
+# refused spec, and stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin/megha}
-SPEC=${SPEC:-examples/train-tiny.yaml}
+SPEC=${SPEC:-examples/diloco-demo.yaml}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/megha-demo.XXXXXX")
 COORD_PID=""
 WORKER_PIDS=""
@@ -45,44 +47,54 @@ echo "coordinator serving on $ADDR (pid $COORD_PID)"
 step "megha cluster members"
 "$BIN" cluster members
 
-step "Starting two worker agents with emulated GPUs (this machine has no NVIDIA driver)"
-for gpu in H100x1 A100-80GBx1; do
+step "Starting three worker agents with emulated GPUs (this machine has no NVIDIA driver)"
+echo "An emulated GPU runs at its catalog speed relative to an H100: the A100 about 1/3, the RTX 4090 about 1/6."
+GPUS="H100-SXM A100-80GB RTX4090"
+for gpu in $GPUS; do
   "$BIN" worker --emulate-gpu "$gpu" --data-dir "$WORK/worker-$gpu" --log-level warn 2>"$WORK/worker-$gpu.log" &
   WORKER_PIDS="$WORKER_PIDS $!"
+  eval "PID_$(echo "$gpu" | tr -c 'A-Za-z0-9\n' _)=$!"
 done
 for _ in $(seq 1 200); do
-  [ "$("$BIN" workers -o json | grep -c '"id"')" -ge 2 ] && break
+  [ "$("$BIN" workers -o json | grep -c '"id"')" -ge 3 ] && break
   sleep 0.05
 done
 
 step "megha workers"
 "$BIN" workers
 
-step "megha submit examples/hello-workers.yaml   (your own command, on both workers)"
-OUT=$("$BIN" submit examples/hello-workers.yaml)
-echo "$OUT"
-HELLO=$(echo "$OUT" | sed -nE 's/^Submitted job ([^ ]+).*/\1/p')
-"$BIN" status --watch "$HELLO"
-
-step "megha status $HELLO"
-"$BIN" status "$HELLO"
-
-step "megha logs --rank 1 $HELLO"
-"$BIN" logs --rank 1 "$HELLO"
-
-step "megha submit --dry-run $SPEC   (the spec with defaults filled)"
-"$BIN" submit --dry-run "$SPEC"
-
-step "megha submit $SPEC"
+step "megha submit $SPEC   (DiLoCo, H=20, int8 all-reduce, 8 rounds)"
 OUT=$("$BIN" submit "$SPEC")
 echo "$OUT"
 JOB=$(echo "$OUT" | sed -nE 's/^Submitted job ([^ ]+).*/\1/p')
 
-step "megha jobs"
-"$BIN" jobs
+round() { "$BIN" status "$JOB" -o json | sed -nE 's/.*"committed": *"?([0-9]+)"?.*/\1/p' | head -1; }
+step "Training; after round 3 the RTX 4090 worker is killed (SIGKILL): the round in flight is retried without it"
+for _ in $(seq 1 1200); do
+  r=$(round); [ "${r:-0}" -ge 3 ] && break
+  sleep 0.1
+done
+echo "$(date +%T)  round ${r:-?} committed: kill -9 the RTX4090 worker (pid $PID_RTX4090)"
+{ kill -KILL "$PID_RTX4090"; wait "$PID_RTX4090"; } 2>/dev/null || true
+"$BIN" status --watch "$JOB"
 
 step "megha status $JOB"
 "$BIN" status "$JOB"
+
+step "megha logs $JOB   (the trainer's own account, from a surviving worker)"
+for r in 1 2 0; do
+  if "$BIN" logs --rank "$r" "$JOB" >"$WORK/train.log" 2>/dev/null && [ -s "$WORK/train.log" ]; then
+    head -n 4 "$WORK/train.log"; echo "..."; tail -n 4 "$WORK/train.log"
+    break
+  fi
+done
+
+step "megha submit examples/hello-workers.yaml   (your own command, on the surviving workers)"
+OUT=$("$BIN" submit examples/hello-workers.yaml)
+echo "$OUT"
+HELLO=$(echo "$OUT" | sed -nE 's/^Submitted job ([^ ]+).*/\1/p')
+"$BIN" status --watch "$HELLO"
+"$BIN" logs --rank 1 "$HELLO"
 
 step "A spec with mistakes is refused before anything is sent"
 cat > "$WORK/broken.yaml" <<'YAML'
@@ -93,12 +105,11 @@ model:
 resources:
   workerz: 3
   max_price_per_gpu_hour: cheap
+sync:
+  inner_steps: 0
 YAML
 "$BIN" submit "$WORK/broken.yaml" || true
 
-step "megha cancel $JOB   (the built-in trainer is the next issue: it would wait)"
-"$BIN" cancel "$JOB" --reason "demo finished"
-
 echo
-echo "Done. The built-in trainer, the market and checkpoints arrive with the next"
-echo "issues; see the README's roadmap."
+echo "Done. The GPU market, checkpoints (so a lost worker is replaced and"
+echo "restored) and serving arrive with the next issues; see the README's roadmap."

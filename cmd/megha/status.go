@@ -131,9 +131,16 @@ func watchJob(cmd *cobra.Command, g *globals, c *client.Client, id string) error
 			return printJSON(cmd.OutOrStdout(), j)
 		}
 		p := j.Status.GetProgress()
-		line := fmt.Sprintf("%-10s round %d  step %d  loss %s  val %s  sent %s  spend %s", jobstate.Name(j.Status.GetState()),
-			p.GetRound(), p.GetStep(), loss(p.GetLoss()), loss(p.GetValLoss()),
-			bytesIEC(j.Status.GetTrain().GetBytesSent()), usd(j.Status.GetSpendMicros()))
+		line := fmt.Sprintf("%-10s round %d  step %d  loss %s  spend %s", jobstate.Name(j.Status.GetState()),
+			p.GetRound(), p.GetStep(), loss(p.GetLoss()), usd(j.Status.GetSpendMicros()))
+		if tr := j.Status.GetTrain(); tr != nil {
+			line = fmt.Sprintf("%-10s round %d  step %d  loss %s  val %s  sent %s  spend %s", jobstate.Name(j.Status.GetState()),
+				p.GetRound(), p.GetStep(), loss(p.GetLoss()), loss(p.GetValLoss()), bytesIEC(tr.GetBytesSent()),
+				usd(j.Status.GetSpendMicros()))
+			if tr.GetAttempt() > 0 && len(tr.GetMembers()) > 0 {
+				line += fmt.Sprintf("  (round %d retrying, attempt %d, %d workers)", tr.GetCommitted()+1, tr.GetAttempt(), len(tr.GetMembers()))
+			}
+		}
 		if line != lastLine { // a change this view does not show is not news
 			fmt.Fprintf(cmd.OutOrStdout(), "%s  %s\n", time.Now().Format("15:04:05"), line)
 			lastLine = line
