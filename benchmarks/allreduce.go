@@ -67,6 +67,7 @@ func RunAllReduce(ctx context.Context, cfg Config) (*Result, error) {
 		return payload / d.Seconds() * 2 * (arWorld - 1) / arWorld / 1e9
 	}
 	cfg.logf("collective-allreduce: %d member processes (pids %v), %d MiB of float32 each", arWorld, ms.pids(), 4*p.elems>>20)
+	load0 := loadAvg()
 
 	round := uint64(1)
 	run := func(kind string, iters int) (arRun, error) {
@@ -122,9 +123,12 @@ func RunAllReduce(ctx context.Context, cfg Config) (*Result, error) {
 		"float32 add in the reduce-scatter, no weighting, checksums or framing); payload %d MiB of float32 per member; "+
 		"%d interleaved pairs of %d all-reduces each after one warm-up of each, order alternating; time = slowest member; "+
 		"ratio = median of per-pair ratios; pair ratios %s; member CPU per payload GB: gRPC %.2f s, raw %.2f s "+
-		"(4 processes share the machine's cores); compressed (busbw of the float32 payload): %s",
+		"(4 processes share the machine's cores, so the ratio is about the ratio of CPU per byte; the gRPC path also "+
+		"checks every value is finite, scales by the weight, checksums every chunk (CRC-32C) and stages the result in a "+
+		"scratch buffer so that a failed round leaves the caller's buffer unchanged); load average %s at the start, %s at the end "+
+		"(other jobs on the machine); compressed (busbw of the float32 payload): %s",
 		arWorld, arRawChunk>>10, 4*p.elems>>20, p.pairs, p.iters, fmtRatios(ratios),
-		Median(grpcCPU), Median(rawCPU), strings.Join(comp, ", "))
+		Median(grpcCPU), Median(rawCPU), load0, loadAvg(), strings.Join(comp, ", "))
 	if cfg.Quick {
 		notes = "QUICK RUN, not a measurement; " + notes
 	}
@@ -145,6 +149,16 @@ func RunAllReduce(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 func round3(v float64) float64 { return round(v, 3) }
+
+// loadAvg is the 1-minute load average from /proc ("?" where there is
+// none).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
 
 // arRun is one timed run on every member.
 type arRun struct {

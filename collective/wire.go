@@ -1,6 +1,7 @@
 package collective
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -189,7 +190,7 @@ func (c *chunk) parse(data mem.BufferSlice) error {
 			if err := r.read(b[:]); err != nil {
 				return err
 			}
-			v := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+			v := binary.LittleEndian.Uint32(b[:])
 			switch num {
 			case fChecksum:
 				c.checksum = v
@@ -202,7 +203,7 @@ func (c *chunk) parse(data mem.BufferSlice) error {
 				return err
 			}
 			if num == fWeight {
-				c.weight = math.Float64frombits(protowireFixed64(b))
+				c.weight = math.Float64frombits(binary.LittleEndian.Uint64(b[:]))
 			}
 		case protowire.BytesType:
 			n, err := r.varint()
@@ -225,7 +226,7 @@ func (c *chunk) parse(data mem.BufferSlice) error {
 					return err
 				}
 				for i := 0; i < len(b); i += 4 {
-					c.scales = append(c.scales, math.Float32frombits(uint32(b[i])|uint32(b[i+1])<<8|uint32(b[i+2])<<16|uint32(b[i+3])<<24))
+					c.scales = append(c.scales, math.Float32frombits(binary.LittleEndian.Uint32(b[i:])))
 				}
 			default:
 				r.skip(int(n))
@@ -235,11 +236,6 @@ func (c *chunk) parse(data mem.BufferSlice) error {
 		}
 	}
 	return nil
-}
-
-func protowireFixed64(b [8]byte) uint64 {
-	v, _ := protowire.ConsumeFixed64(b[:])
-	return v
 }
 
 // sliceReader reads a mem.BufferSlice front to back.
