@@ -19,10 +19,14 @@ func TestQuickBenchmarks(t *testing.T) {
 	cfg := Config{Quick: true, Logf: t.Logf}
 	arChildArgs = []string{"-test.run=^TestAllReduceMemberProcess$"}
 	dir := t.TempDir()
-	for name, run := range map[string]func(context.Context, Config) (*Result, error){
+	all := map[string]func(context.Context, Config) (*Result, error){
 		"coordinator-submit": RunSubmit, "coordinator-failover": RunFailover, "worker-heartbeats": RunHeartbeats,
 		"collective-allreduce": RunAllReduce,
-	} {
+	}
+	for name, run := range TrainStepBenchmarks() {
+		all[name] = run
+	}
+	for name, run := range all {
 		r, err := run(ctx, cfg)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -35,7 +39,7 @@ func TestQuickBenchmarks(t *testing.T) {
 		}
 	}
 	rs, err := ReadDir(dir)
-	if err != nil || len(rs) != 4 {
+	if err != nil || len(rs) != len(all) {
 		t.Fatalf("%d results, %v", len(rs), err)
 	}
 }

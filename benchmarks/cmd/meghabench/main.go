@@ -33,6 +33,12 @@ var all = map[string]func(context.Context, benchmarks.Config) (*benchmarks.Resul
 	"collective-allreduce": benchmarks.RunAllReduce,
 }
 
+func init() {
+	for name, run := range benchmarks.TrainStepBenchmarks() { // train-step-<model>
+		all[name] = run
+	}
+}
+
 func main() {
 	benchmarks.MaybeRunChild() // a member process of a multi-process benchmark
 	if err := run(); err != nil {
