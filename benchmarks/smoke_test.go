@@ -26,6 +26,9 @@ func TestQuickBenchmarks(t *testing.T) {
 	for name, run := range TrainStepBenchmarks() {
 		all[name] = run
 	}
+	for name, run := range DiLoCoBenchmarks() {
+		all[name] = run
+	}
 	for name, run := range all {
 		r, err := run(ctx, cfg)
 		if err != nil {

@@ -37,6 +37,9 @@ func init() {
 	for name, run := range benchmarks.TrainStepBenchmarks() { // train-step-<model>
 		all[name] = run
 	}
+	for name, run := range benchmarks.DiLoCoBenchmarks() { // diloco-{bytes,loss}-h<H>-<fp32|int8>
+		all[name] = run
+	}
 }
 
 func main() {
