@@ -36,7 +36,7 @@ func roundSetup(t *testing.T, rounds uint64) (*Server, *client.Client, string, [
 	for i := range 3 {
 		res, err := wc.RegisterWorker(ctxT(t), &meghav1.RegisterWorkerRequest{WorkerId: fmt.Sprintf("w%d", i), Host: "h",
 			AdvertiseAddr: fmt.Sprintf("127.0.0.1:%d", 9000+i),
-			Gpus: []*meghav1.GPU{{Uuid: fmt.Sprintf("EMU-%d", i), Model: "H100-SXM", MemoryBytes: 80 << 30, Emulated: true, Healthy: true}}})
+			Gpus:          []*meghav1.GPU{{Uuid: fmt.Sprintf("EMU-%d", i), Model: "H100-SXM", MemoryBytes: 80 << 30, Emulated: true, Healthy: true}}})
 		if err != nil {
 			t.Fatal(err)
 		}
