@@ -41,7 +41,7 @@ type dilocoParams struct {
 
 func dilocoParamsFor(quick bool) dilocoParams {
 	if quick {
-		return dilocoParams{workers: 4, batch: 8, steps: 40, hs: []int{10, 20}}
+		return dilocoParams{workers: 4, batch: 4, steps: 12, hs: []int{3, 6}}
 	}
 	return dilocoParams{workers: 4, batch: 32, steps: 1000, hs: []int{50, 100}}
 }

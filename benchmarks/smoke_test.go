@@ -14,7 +14,7 @@ func TestQuickBenchmarks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts coordinator clusters")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	cfg := Config{Quick: true, Logf: t.Logf}
 	arChildArgs = []string{"-test.run=^TestAllReduceMemberProcess$"}
