@@ -221,3 +221,45 @@ func TestTrainJobSurvivesWorkerKill(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainJobSurvivesLeaderKill SIGKILLs the coordinator leader of a
+// 3-node cluster in the middle of a training run: members' long-polls move
+// to the new leader, which rebuilds the round in flight from their retries,
+// and the job finishes with every round committed once.
+func TestTrainJobSurvivesLeaderKill(t *testing.T) {
+	c := startCluster(t, 3)
+	cl := adminClient(t, c.Addrs()...)
+	for range 3 {
+		w := startWorker(t, c, testcluster.WorkerToken, c.Addrs(), "--emulate-gpu", "H100-SXM")
+		waitReadyCheck(t, cl, w, oneEmulated("H100-SXM"))
+	}
+	const rounds = 12
+	id := submit(t, cl, trainSpec(t, fmt.Sprintf(trainJobYAML, 10, "fp16", rounds)))
+	waitJob(t, cl, id, 2*time.Minute, "round 3", func(j *meghav1.Job) bool {
+		return j.Status.GetTrain().GetCommitted() >= 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, err := c.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(old); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	ncl := adminClient(t, c.AddrsExcept(old)...)
+	j := waitJob(t, ncl, id, 3*time.Minute, "success", func(j *meghav1.Job) bool {
+		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED
+	})
+	t.Logf("killed leader %s; job finished %v later", old.ID, time.Since(killedAt).Round(time.Millisecond))
+	tr := j.Status.Train
+	if tr.Committed != rounds || len(tr.Rounds) != rounds {
+		t.Fatalf("committed %d rounds (%d records), want %d", tr.Committed, len(tr.Rounds), rounds)
+	}
+	for i, r := range tr.Rounds {
+		if r.Round != uint64(i+1) || len(r.Members) != 3 {
+			t.Errorf("record %d: round %d with %d members, want round %d with all 3", i, r.Round, len(r.Members), i+1)
+		}
+	}
+}
