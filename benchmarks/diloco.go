@@ -101,17 +101,6 @@ func dilocoOutcomes(ctx context.Context, cfg Config) ([]dilocoOutcome, error) {
 // 1.4/0.7 → 2.734, 2.0/0.5 → 2.987, 1.4/0.5 → 2.727.
 var benchOuter = train.OuterConfig{LR: 1.4, Momentum: 0.5}
 
-type ringAdapter struct {
-	node *collective.Node
-	cfg  collective.Config
-}
-
-func (a *ringAdapter) AllReduce(ctx context.Context, buf []float32, weight float64) (int64, int64, error) {
-	st, err := a.node.AllReduce(ctx, a.cfg, buf, weight)
-	a.cfg.Round++
-	return st.BytesSent, st.BytesReceived, err
-}
-
 func runDiLoCoConfig(ctx context.Context, p dilocoParams, data *train.TextDataset, c dilocoConfig) (dilocoOutcome, error) {
 	out := dilocoOutcome{cfg: c}
 	nodes := make([]*collective.Node, p.workers)
@@ -126,7 +115,7 @@ func runDiLoCoConfig(ctx context.Context, p dilocoParams, data *train.TextDatase
 	}
 	src := data.TrainSource(1)
 	reps := make([]*train.Replica, p.workers)
-	rings := make([]*ringAdapter, p.workers)
+	rings := make([]*collective.Sequence, p.workers)
 	batches := make([]*train.Batch, p.workers)
 	for i := range reps {
 		pool := train.NewPool(1)
@@ -137,7 +126,7 @@ func runDiLoCoConfig(ctx context.Context, p dilocoParams, data *train.TextDatase
 		}
 		tr := train.NewTrainer(m, train.DefaultAdamW(), train.DefaultSchedule("mlp-tiny", p.steps))
 		reps[i] = train.NewReplica(tr, c.algo, benchOuter)
-		rings[i] = &ringAdapter{node: nodes[i], cfg: collective.Config{Rank: i, World: p.workers, Addrs: addrs,
+		rings[i] = &collective.Sequence{Node: nodes[i], Config: collective.Config{Rank: i, World: p.workers, Addrs: addrs,
 			Round: 1, Timeout: time.Minute, Compression: c.comp}}
 		batches[i] = train.NewBatch(p.batch, m.ContextLen())
 	}

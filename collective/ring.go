@@ -141,6 +141,22 @@ func (n *Node) AllReduce(ctx context.Context, cfg Config, buf []float32, weight 
 	return n.allReduce(ctx, cfg, comp, buf, weight)
 }
 
+// Sequence runs successive all-reduces of one membership as consecutive
+// rounds, starting at Config.Round: each call uses the current round and
+// advances it, whether or not the call succeeded. It reports payload
+// traffic as (sent, received) and so satisfies train.AllReducer.
+type Sequence struct {
+	Node   *Node
+	Config Config
+}
+
+// AllReduce reduces buf with the Sequence's membership and next round.
+func (s *Sequence) AllReduce(ctx context.Context, buf []float32, weight float64) (sent, received int64, err error) {
+	st, err := s.Node.AllReduce(ctx, s.Config, buf, weight)
+	s.Config.Round++
+	return st.BytesSent, st.BytesReceived, err
+}
+
 func checkFinite(rank int, buf []float32, weight float64) error {
 	if anyNonFinite(buf) {
 		for i, v := range buf {

@@ -249,11 +249,9 @@ func (r *Replica) Reduce(ctx context.Context, ar AllReducer, res RoundResult) (R
 	if err != nil {
 		return res, err
 	}
-	for _, d := range r.delta {
-		if math.IsNaN(float64(d)) || math.IsInf(float64(d), 0) {
-			res.NonFiniteInputs = true
-			return res, fmt.Errorf("train: averaged pseudo-gradient has %w", ErrNonFinite)
-		}
+	if !finiteSlice(r.delta) {
+		res.NonFiniteInputs = true
+		return res, fmt.Errorf("train: averaged pseudo-gradient has %w", ErrNonFinite)
 	}
 	OuterStep(r.Outer, r.candGlobal, r.candMom, r.global, r.mom, r.delta)
 	return res, nil
@@ -277,13 +275,10 @@ func (r *Replica) runDDP(ctx context.Context, ar AllReducer, steps int, b *Batch
 		tok := t.Model.Tokens(b)
 		res.Tokens += tok
 		weight := float64(tok)
-		for _, x := range g {
-			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-				res.Excluded = fmt.Errorf("gradient has %w at step %d; contributing nothing", ErrNonFinite, i)
-				Zero(g)
-				weight = 0
-				break
-			}
+		if !finiteSlice(g) {
+			res.Excluded = fmt.Errorf("gradient has %w at step %d; contributing nothing", ErrNonFinite, i)
+			Zero(g)
+			weight = 0
 		}
 		sent, recv, err := ar.AllReduce(ctx, g, weight)
 		res.Sent += sent

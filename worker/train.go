@@ -11,6 +11,7 @@ import (
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/collective"
+	"github.com/megha-ml/megha/internal/units"
 	"github.com/megha-ml/megha/train"
 	"github.com/megha-ml/megha/worker/gpu"
 	"github.com/megha-ml/megha/worker/runtime"
@@ -73,18 +74,7 @@ func trainSources(spec *meghav1.JobSpec, batch, context int) (train.Source, []*t
 	}
 }
 
-// collectiveRounds adapts a collective node to train.AllReducer: every
-// call is a new collective round (IDs strictly increase per node).
-type collectiveRounds struct {
-	node *collective.Node
-	cfg  collective.Config
-}
-
-func (c *collectiveRounds) AllReduce(ctx context.Context, buf []float32, weight float64) (int64, int64, error) {
-	st, err := c.node.AllReduce(ctx, c.cfg, buf, weight)
-	c.cfg.Round++
-	return st.BytesSent, st.BytesReceived, err
-}
+var _ train.AllReducer = (*collective.Sequence)(nil)
 
 func compressionOf(c meghav1.Compression) collective.Compression {
 	switch c {
@@ -245,7 +235,7 @@ func (r *trainRun) run(ctx context.Context) error {
 			return err
 		}
 		for {
-			ring := &collectiveRounds{node: r.node, cfg: collective.Config{
+			ring := &collective.Sequence{Node: r.node, Config: collective.Config{
 				Rank: int(plan.Rank), World: len(plan.Members), Addrs: addrs(plan.Members),
 				Round:       round<<32 | uint64(plan.Attempt)<<20,
 				Timeout:     collectiveWait,
@@ -296,7 +286,7 @@ func (r *trainRun) run(ctx context.Context) error {
 				if req.HasVal {
 					line += fmt.Sprintf(", val %.4f", req.ValLoss)
 				}
-				fmt.Fprintf(r.out, "%s, sent %s in %.2fs, round %.2fs\n", line, humanBytes(res.Sent),
+				fmt.Fprintf(r.out, "%s, sent %s in %.2fs, round %.2fs\n", line, units.Bytes(res.Sent),
 					time.Since(syncStart).Seconds(), time.Since(start).Seconds())
 				if out.NextInnerSteps > 0 {
 					inner = int(out.NextInnerSteps)
@@ -372,17 +362,4 @@ func addrs(ms []*meghav1.RoundMember) []string {
 		out[m.Rank] = m.Addr
 	}
 	return out
-}
-
-func humanBytes(n int64) string {
-	f := float64(n)
-	switch {
-	case f >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", f/(1<<30))
-	case f >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", f/(1<<20))
-	case f >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", f/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

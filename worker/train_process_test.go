@@ -139,6 +139,12 @@ func TestTrainJobEndToEnd(t *testing.T) {
 		t.Errorf("local steps %v not sized to emulated speed (want H100-SXM 20 > A100-80GB > RTX4090)", steps)
 	}
 	// Tasks end as succeeded with the job.
+	checkTasks(t, cl, id, func(*meghav1.Task) meghav1.TaskState { return meghav1.TaskState_TASK_STATE_SUCCEEDED })
+}
+
+// checkTasks compares each of the job's tasks with the state want gives.
+func checkTasks(t *testing.T, cl *client.Client, id string, want func(*meghav1.Task) meghav1.TaskState) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	tasks, err := cl.ListTasks(ctx, id)
@@ -146,8 +152,8 @@ func TestTrainJobEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tk := range tasks {
-		if tk.State != meghav1.TaskState_TASK_STATE_SUCCEEDED {
-			t.Errorf("task %s (rank %d) is %v", tk.Id, tk.Rank, tk.State)
+		if w := want(tk); tk.State != w {
+			t.Errorf("task %s (rank %d) on %s is %v, want %v", tk.Id, tk.Rank, tk.WorkerId, tk.State, w)
 		}
 	}
 }
@@ -205,21 +211,12 @@ func TestTrainJobSurvivesWorkerKill(t *testing.T) {
 	if !sawVictim || after == 0 {
 		t.Fatalf("rounds with the victim: %v; rounds after: %d", sawVictim, after)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	tasks, err := cl.ListTasks(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range tasks {
-		want := meghav1.TaskState_TASK_STATE_SUCCEEDED
+	checkTasks(t, cl, id, func(tk *meghav1.Task) meghav1.TaskState {
 		if tk.WorkerId == victimID {
-			want = meghav1.TaskState_TASK_STATE_LOST
+			return meghav1.TaskState_TASK_STATE_LOST
 		}
-		if tk.State != want {
-			t.Errorf("task %s on %s is %v, want %v", tk.Id, tk.WorkerId, tk.State, want)
-		}
-	}
+		return meghav1.TaskState_TASK_STATE_SUCCEEDED
+	})
 }
 
 // TestTrainJobSurvivesLeaderKill SIGKILLs the coordinator leader of a

@@ -11,6 +11,7 @@ import (
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/client"
 	"github.com/megha-ml/megha/internal/jobstate"
+	"github.com/megha-ml/megha/internal/units"
 	"github.com/spf13/cobra"
 )
 
@@ -99,23 +100,9 @@ func roundTable(w io.Writer, tr *meghav1.TrainStatus, n int) error {
 			steps = fmt.Sprintf("%d–%d", minSteps, maxSteps)
 		}
 		rows = append(rows, []string{fmt.Sprint(r.Round), fmt.Sprint(r.Attempt), fmt.Sprint(len(r.Members)), steps,
-			fmt.Sprint(r.Tokens), loss(r.TrainLoss), val, bytesIEC(r.BytesSent), dur})
+			fmt.Sprint(r.Tokens), loss(r.TrainLoss), val, units.Bytes(r.BytesSent), dur})
 	}
 	return table(w, []string{"ROUND", "ATTEMPT", "WORKERS", "STEPS", "TOKENS", "TRAIN", "VAL", "SENT", "SYNC WAIT"}, rows)
-}
-
-// bytesIEC renders a byte count with binary units.
-func bytesIEC(n int64) string {
-	f := float64(n)
-	switch {
-	case f >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", f/(1<<30))
-	case f >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", f/(1<<20))
-	case f >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", f/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // watchJob prints each new state of the job until it finishes; the exit
@@ -135,7 +122,7 @@ func watchJob(cmd *cobra.Command, g *globals, c *client.Client, id string) error
 			p.GetRound(), p.GetStep(), loss(p.GetLoss()), usd(j.Status.GetSpendMicros()))
 		if tr := j.Status.GetTrain(); tr != nil {
 			line = fmt.Sprintf("%-10s round %d  step %d  loss %s  val %s  sent %s  spend %s", jobstate.Name(j.Status.GetState()),
-				p.GetRound(), p.GetStep(), loss(p.GetLoss()), loss(p.GetValLoss()), bytesIEC(tr.GetBytesSent()),
+				p.GetRound(), p.GetStep(), loss(p.GetLoss()), loss(p.GetValLoss()), units.Bytes(tr.GetBytesSent()),
 				usd(j.Status.GetSpendMicros()))
 			if tr.GetAttempt() > 0 && len(tr.GetMembers()) > 0 {
 				line += fmt.Sprintf("  (round %d retrying, attempt %d, %d workers)", tr.GetCommitted()+1, tr.GetAttempt(), len(tr.GetMembers()))
@@ -203,9 +190,9 @@ func describeJob(w io.Writer, j *meghav1.Job, tasks []*meghav1.Task) {
 		fmt.Fprintf(w, "Rounds:      %s\n", rounds)
 		per := ""
 		if tr.GetCommitted() > 0 {
-			per = fmt.Sprintf(" (%s per round)", bytesIEC(tr.GetBytesSent()/int64(tr.GetCommitted())))
+			per = fmt.Sprintf(" (%s per round)", units.Bytes(tr.GetBytesSent()/int64(tr.GetCommitted())))
 		}
-		fmt.Fprintf(w, "Traffic:     %s sent, %s received by all workers%s\n", bytesIEC(tr.GetBytesSent()), bytesIEC(tr.GetBytesReceived()), per)
+		fmt.Fprintf(w, "Traffic:     %s sent, %s received by all workers%s\n", units.Bytes(tr.GetBytesSent()), units.Bytes(tr.GetBytesReceived()), per)
 	}
 	budget := "no cap"
 	if b := spec.GetBudget().GetMaxSpendMicros(); b > 0 {
