@@ -119,14 +119,11 @@ func fromStatus(ctx context.Context, addr string, err error) error {
 		return &remoteError{msg: st.Message(), errs: named}
 	}
 	switch st.Code() {
-	case codes.DeadlineExceeded, codes.Canceled:
-		if cerr := ctx.Err(); cerr != nil {
-			return ctxError(addr, cerr, err)
-		}
-		// The server's own deadline, not ours: it is not answering well.
-		return &remoteError{msg: fmt.Sprintf("%v: market at %s: %s", lease.ErrUnavailable, addr, st.Message()),
-			errs: []error{lease.ErrUnavailable}}
-	case codes.Unavailable:
+	case codes.DeadlineExceeded:
+		// Our deadline, propagated to the server, which may see it pass
+		// a moment before we do.
+		return ctxError(addr, context.DeadlineExceeded, err)
+	case codes.Unavailable, codes.Canceled:
 		if cerr := ctx.Err(); cerr != nil {
 			return ctxError(addr, cerr, err)
 		}
