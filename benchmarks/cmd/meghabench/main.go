@@ -40,6 +40,9 @@ func init() {
 	for name, run := range benchmarks.DiLoCoBenchmarks() { // diloco-{bytes,loss}-h<H>-<fp32|int8>
 		all[name] = run
 	}
+	for name, run := range benchmarks.SelectionBenchmarks() { // selection-{quality,scale}
+		all[name] = run
+	}
 }
 
 func main() {
