@@ -236,15 +236,26 @@ func fromFilter(r *meghav1.ListMarketLeasesRequest) lease.LeaseFilter {
 }
 
 func toProvider(p ProviderInfo) *meghav1.MarketProvider {
-	return &meghav1.MarketProvider{Name: p.Name, Address: p.Address, Region: p.Region, GpuModel: p.GPUModel,
-		GpusTotal: int64(p.GPUsTotal), GpusFree: int64(p.GPUsFree), Up: p.Up, Reliability: p.Reliability,
-		ActiveLeases: int64(p.ActiveLeases)}
+	out := &meghav1.MarketProvider{Name: p.Name, Address: p.Address, Region: p.Region, State: p.State,
+		FailsAt: toTime(p.FailsAt), UpAt: toTime(p.UpAt), Reliability: p.Reliability, Attributes: p.Attributes,
+		BandwidthMbps: p.BandwidthMbps, LatencyMs: p.LatencyMs}
+	for _, g := range p.GPUs {
+		out.Gpus = append(out.Gpus, &meghav1.ProviderGPUs{Model: g.Model, Total: int64(g.Total), Free: int64(g.Free)})
+	}
+	return out
 }
 
 func fromProvider(p *meghav1.MarketProvider) ProviderInfo {
-	return ProviderInfo{Name: p.GetName(), Address: p.GetAddress(), Region: p.GetRegion(), GPUModel: p.GetGpuModel(),
-		GPUsTotal: int(p.GetGpusTotal()), GPUsFree: int(p.GetGpusFree()), Up: p.GetUp(), Reliability: p.GetReliability(),
-		ActiveLeases: int(p.GetActiveLeases())}
+	out := ProviderInfo{Name: p.GetName(), Address: p.GetAddress(), Region: p.GetRegion(), State: p.GetState(),
+		FailsAt: fromTime(p.GetFailsAt()), UpAt: fromTime(p.GetUpAt()), Reliability: p.GetReliability(),
+		BandwidthMbps: p.GetBandwidthMbps(), LatencyMs: p.GetLatencyMs()}
+	if len(p.GetAttributes()) > 0 {
+		out.Attributes = p.GetAttributes()
+	}
+	for _, g := range p.GetGpus() {
+		out.GPUs = append(out.GPUs, GPUCount{Model: g.GetModel(), Total: int(g.GetTotal()), Free: int(g.GetFree())})
+	}
+	return out
 }
 
 func nilIfEmpty(s []string) []string {

@@ -127,10 +127,15 @@ func TestTypesRoundTrip(t *testing.T) {
 	if got := fromFilter(toFilter(f)); got != f {
 		t.Fatalf("filter: %+v", got)
 	}
-	pi := ProviderInfo{Name: "lambda-east", Address: "akash1prov", Region: "us-east", GPUModel: "H100-SXM",
-		GPUsTotal: 8, GPUsFree: 6, Up: true, Reliability: 0.99, ActiveLeases: 1}
-	if got := fromProvider(toProvider(pi)); got != pi {
-		t.Fatalf("provider: %+v", got)
+	pi := ProviderInfo{Name: "lambda-east", Address: "akash1prov", Region: "us-east",
+		GPUs: []GPUCount{{Model: "H100-SXM", Total: 8, Free: 6}, {Model: "A100-80G", Total: 4, Free: 4}},
+		State: "reclaiming", FailsAt: at.Add(time.Hour), Reliability: 0.99,
+		Attributes: map[string]string{"tier": "datacenter"}, BandwidthMbps: 25000, LatencyMs: 3}
+	if got := fromProvider(toProvider(pi)); !reflect.DeepEqual(got, pi) {
+		t.Fatalf("provider:\n got %+v\nwant %+v", got, pi)
+	}
+	if got := fromProvider(toProvider(ProviderInfo{Name: "bare", State: "down"})); !reflect.DeepEqual(got, ProviderInfo{Name: "bare", State: "down"}) {
+		t.Fatalf("bare provider: %+v", got)
 	}
 	// Times in another zone come back as the same instant, in UTC.
 	local := at.In(time.FixedZone("X", 3600))

@@ -25,13 +25,21 @@ type ProviderInfo struct {
 	Name    string
 	Address string // bech32 address of the provider's key
 	Region  string
-	// GPUModel is the catalog model the provider offers.
-	GPUModel     string
-	GPUsTotal    int
-	GPUsFree     int // not in an active lease
-	Up           bool
-	Reliability  float64 // observed uptime, 0..1
-	ActiveLeases int
+	GPUs    []GPUCount // per model
+	// State is "up", "reclaiming" (a failure is announced for FailsAt) or
+	// "down" (back at UpAt).
+	State         string
+	FailsAt, UpAt time.Time
+	Reliability   float64 // observed uptime, 0..1
+	Attributes    map[string]string
+	BandwidthMbps float64
+	LatencyMs     float64
+}
+
+// GPUCount counts one model's GPUs at a provider.
+type GPUCount struct {
+	Model       string
+	Total, Free int
 }
 
 // Operator is what the operator of an embedded market can do beyond

@@ -115,8 +115,12 @@ type fakeOps struct {
 func (o *fakeOps) Providers(context.Context) ([]ProviderInfo, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	up := len(o.failed) == 0
-	return []ProviderInfo{{Name: "p1", Region: "us-east", GPUModel: "H100-SXM", GPUsTotal: 8, GPUsFree: 8, Up: up, Reliability: 0.99}}, nil
+	state := "up"
+	if len(o.failed) > 0 {
+		state = "down"
+	}
+	return []ProviderInfo{{Name: "p1", Region: "us-east", GPUs: []GPUCount{{Model: "H100-SXM", Total: 8, Free: 8}},
+		State: state, Reliability: 0.99}}, nil
 }
 
 func (o *fakeOps) Fail(_ context.Context, name string) error {
@@ -367,7 +371,7 @@ func TestOperatorCalls(t *testing.T) {
 	ops := &fakeOps{}
 	c, _ := serve(t, newFakeMarket(), ops)
 	ps, err := c.Providers(ctx)
-	if err != nil || len(ps) != 1 || !ps[0].Up || ps[0].GPUsTotal != 8 {
+	if err != nil || len(ps) != 1 || ps[0].State != "up" || ps[0].GPUs[0].Total != 8 {
 		t.Fatalf("providers: %+v %v", ps, err)
 	}
 	if err := c.Fail(ctx, "nope"); !errors.Is(err, lease.ErrNotFound) {
@@ -379,7 +383,7 @@ func TestOperatorCalls(t *testing.T) {
 	if err := c.Fail(ctx, "p1"); err != nil {
 		t.Fatal(err)
 	}
-	if ps, _ := c.Providers(ctx); ps[0].Up {
+	if ps, _ := c.Providers(ctx); ps[0].State != "down" {
 		t.Fatalf("p1 still up: %+v", ps)
 	}
 }

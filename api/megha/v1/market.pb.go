@@ -939,16 +939,20 @@ func (x *MarketEvent) GetAt() *timestamppb.Timestamp {
 // MarketProvider is a provider of the embedded market, as its operator
 // sees it.
 type MarketProvider struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // bech32 address of its key
-	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
-	GpuModel      string                 `protobuf:"bytes,4,opt,name=gpu_model,json=gpuModel,proto3" json:"gpu_model,omitempty"`
-	GpusTotal     int64                  `protobuf:"varint,5,opt,name=gpus_total,json=gpusTotal,proto3" json:"gpus_total,omitempty"`
-	GpusFree      int64                  `protobuf:"varint,6,opt,name=gpus_free,json=gpusFree,proto3" json:"gpus_free,omitempty"` // not in an active lease
-	Up            bool                   `protobuf:"varint,7,opt,name=up,proto3" json:"up,omitempty"`                             // false once failed
-	Reliability   float64                `protobuf:"fixed64,8,opt,name=reliability,proto3" json:"reliability,omitempty"`          // observed uptime, 0..1
-	ActiveLeases  int64                  `protobuf:"varint,9,opt,name=active_leases,json=activeLeases,proto3" json:"active_leases,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"` // bech32 address of its key
+	Region  string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Gpus    []*ProviderGPUs        `protobuf:"bytes,4,rep,name=gpus,proto3" json:"gpus,omitempty"` // per model
+	// state is "up", "reclaiming" (a failure is announced for fails_at) or
+	// "down" (back at up_at).
+	State         string                 `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	FailsAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=fails_at,json=failsAt,proto3" json:"fails_at,omitempty"`
+	UpAt          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=up_at,json=upAt,proto3" json:"up_at,omitempty"`
+	Reliability   float64                `protobuf:"fixed64,8,opt,name=reliability,proto3" json:"reliability,omitempty"` // observed uptime, 0..1
+	Attributes    map[string]string      `protobuf:"bytes,9,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	BandwidthMbps float64                `protobuf:"fixed64,10,opt,name=bandwidth_mbps,json=bandwidthMbps,proto3" json:"bandwidth_mbps,omitempty"`
+	LatencyMs     float64                `protobuf:"fixed64,11,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,32 +1008,32 @@ func (x *MarketProvider) GetRegion() string {
 	return ""
 }
 
-func (x *MarketProvider) GetGpuModel() string {
+func (x *MarketProvider) GetGpus() []*ProviderGPUs {
 	if x != nil {
-		return x.GpuModel
+		return x.Gpus
+	}
+	return nil
+}
+
+func (x *MarketProvider) GetState() string {
+	if x != nil {
+		return x.State
 	}
 	return ""
 }
 
-func (x *MarketProvider) GetGpusTotal() int64 {
+func (x *MarketProvider) GetFailsAt() *timestamppb.Timestamp {
 	if x != nil {
-		return x.GpusTotal
+		return x.FailsAt
 	}
-	return 0
+	return nil
 }
 
-func (x *MarketProvider) GetGpusFree() int64 {
+func (x *MarketProvider) GetUpAt() *timestamppb.Timestamp {
 	if x != nil {
-		return x.GpusFree
+		return x.UpAt
 	}
-	return 0
-}
-
-func (x *MarketProvider) GetUp() bool {
-	if x != nil {
-		return x.Up
-	}
-	return false
+	return nil
 }
 
 func (x *MarketProvider) GetReliability() float64 {
@@ -1039,9 +1043,84 @@ func (x *MarketProvider) GetReliability() float64 {
 	return 0
 }
 
-func (x *MarketProvider) GetActiveLeases() int64 {
+func (x *MarketProvider) GetAttributes() map[string]string {
 	if x != nil {
-		return x.ActiveLeases
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *MarketProvider) GetBandwidthMbps() float64 {
+	if x != nil {
+		return x.BandwidthMbps
+	}
+	return 0
+}
+
+func (x *MarketProvider) GetLatencyMs() float64 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+// ProviderGPUs counts one model's GPUs at a provider.
+type ProviderGPUs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"` // worker/gpu catalog model, e.g. "H100-SXM"
+	Total         int64                  `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	Free          int64                  `protobuf:"varint,3,opt,name=free,proto3" json:"free,omitempty"` // not in an active lease
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderGPUs) Reset() {
+	*x = ProviderGPUs{}
+	mi := &file_megha_v1_market_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderGPUs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderGPUs) ProtoMessage() {}
+
+func (x *ProviderGPUs) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_market_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderGPUs.ProtoReflect.Descriptor instead.
+func (*ProviderGPUs) Descriptor() ([]byte, []int) {
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ProviderGPUs) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ProviderGPUs) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *ProviderGPUs) GetFree() int64 {
+	if x != nil {
+		return x.Free
 	}
 	return 0
 }
@@ -1054,7 +1133,7 @@ type MarketParamsRequest struct {
 
 func (x *MarketParamsRequest) Reset() {
 	*x = MarketParamsRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[9]
+	mi := &file_megha_v1_market_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1145,7 @@ func (x *MarketParamsRequest) String() string {
 func (*MarketParamsRequest) ProtoMessage() {}
 
 func (x *MarketParamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[9]
+	mi := &file_megha_v1_market_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1158,7 @@ func (x *MarketParamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarketParamsRequest.ProtoReflect.Descriptor instead.
 func (*MarketParamsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{9}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{10}
 }
 
 type CreateOrderRequest struct {
@@ -1092,7 +1171,7 @@ type CreateOrderRequest struct {
 
 func (x *CreateOrderRequest) Reset() {
 	*x = CreateOrderRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[10]
+	mi := &file_megha_v1_market_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1183,7 @@ func (x *CreateOrderRequest) String() string {
 func (*CreateOrderRequest) ProtoMessage() {}
 
 func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[10]
+	mi := &file_megha_v1_market_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1196,7 @@ func (x *CreateOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderRequest.ProtoReflect.Descriptor instead.
 func (*CreateOrderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{10}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateOrderRequest) GetOrder() *MarketOrder {
@@ -1143,7 +1222,7 @@ type CreateOrderResponse struct {
 
 func (x *CreateOrderResponse) Reset() {
 	*x = CreateOrderResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[11]
+	mi := &file_megha_v1_market_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1234,7 @@ func (x *CreateOrderResponse) String() string {
 func (*CreateOrderResponse) ProtoMessage() {}
 
 func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[11]
+	mi := &file_megha_v1_market_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1247,7 @@ func (x *CreateOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrderResponse.ProtoReflect.Descriptor instead.
 func (*CreateOrderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateOrderResponse) GetOrder() *MarketOrder {
@@ -1187,7 +1266,7 @@ type BidsRequest struct {
 
 func (x *BidsRequest) Reset() {
 	*x = BidsRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[12]
+	mi := &file_megha_v1_market_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1278,7 @@ func (x *BidsRequest) String() string {
 func (*BidsRequest) ProtoMessage() {}
 
 func (x *BidsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[12]
+	mi := &file_megha_v1_market_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1291,7 @@ func (x *BidsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BidsRequest.ProtoReflect.Descriptor instead.
 func (*BidsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BidsRequest) GetOrderId() string {
@@ -1231,7 +1310,7 @@ type BidsResponse struct {
 
 func (x *BidsResponse) Reset() {
 	*x = BidsResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[13]
+	mi := &file_megha_v1_market_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1322,7 @@ func (x *BidsResponse) String() string {
 func (*BidsResponse) ProtoMessage() {}
 
 func (x *BidsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[13]
+	mi := &file_megha_v1_market_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1335,7 @@ func (x *BidsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BidsResponse.ProtoReflect.Descriptor instead.
 func (*BidsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{13}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BidsResponse) GetBids() []*MarketBid {
@@ -1279,7 +1358,7 @@ type AcceptBidRequest struct {
 
 func (x *AcceptBidRequest) Reset() {
 	*x = AcceptBidRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[14]
+	mi := &file_megha_v1_market_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1370,7 @@ func (x *AcceptBidRequest) String() string {
 func (*AcceptBidRequest) ProtoMessage() {}
 
 func (x *AcceptBidRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[14]
+	mi := &file_megha_v1_market_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1383,7 @@ func (x *AcceptBidRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptBidRequest.ProtoReflect.Descriptor instead.
 func (*AcceptBidRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{14}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AcceptBidRequest) GetTenant() string {
@@ -1351,7 +1430,7 @@ type AcceptBidResponse struct {
 
 func (x *AcceptBidResponse) Reset() {
 	*x = AcceptBidResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[15]
+	mi := &file_megha_v1_market_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1442,7 @@ func (x *AcceptBidResponse) String() string {
 func (*AcceptBidResponse) ProtoMessage() {}
 
 func (x *AcceptBidResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[15]
+	mi := &file_megha_v1_market_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1455,7 @@ func (x *AcceptBidResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptBidResponse.ProtoReflect.Descriptor instead.
 func (*AcceptBidResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{15}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AcceptBidResponse) GetLeases() []*MarketLease {
@@ -1400,7 +1479,7 @@ type CloseMarketLeaseRequest struct {
 
 func (x *CloseMarketLeaseRequest) Reset() {
 	*x = CloseMarketLeaseRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[16]
+	mi := &file_megha_v1_market_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1491,7 @@ func (x *CloseMarketLeaseRequest) String() string {
 func (*CloseMarketLeaseRequest) ProtoMessage() {}
 
 func (x *CloseMarketLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[16]
+	mi := &file_megha_v1_market_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1504,7 @@ func (x *CloseMarketLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseMarketLeaseRequest.ProtoReflect.Descriptor instead.
 func (*CloseMarketLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{16}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CloseMarketLeaseRequest) GetTenant() string {
@@ -1464,7 +1543,7 @@ type CloseOrderResponse struct {
 
 func (x *CloseOrderResponse) Reset() {
 	*x = CloseOrderResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[17]
+	mi := &file_megha_v1_market_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1555,7 @@ func (x *CloseOrderResponse) String() string {
 func (*CloseOrderResponse) ProtoMessage() {}
 
 func (x *CloseOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[17]
+	mi := &file_megha_v1_market_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1568,7 @@ func (x *CloseOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseOrderResponse.ProtoReflect.Descriptor instead.
 func (*CloseOrderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{17}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{18}
 }
 
 type CloseMarketLeaseResponse struct {
@@ -1501,7 +1580,7 @@ type CloseMarketLeaseResponse struct {
 
 func (x *CloseMarketLeaseResponse) Reset() {
 	*x = CloseMarketLeaseResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[18]
+	mi := &file_megha_v1_market_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1592,7 @@ func (x *CloseMarketLeaseResponse) String() string {
 func (*CloseMarketLeaseResponse) ProtoMessage() {}
 
 func (x *CloseMarketLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[18]
+	mi := &file_megha_v1_market_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1605,7 @@ func (x *CloseMarketLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseMarketLeaseResponse.ProtoReflect.Descriptor instead.
 func (*CloseMarketLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{18}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CloseMarketLeaseResponse) GetLease() *MarketLease {
@@ -1548,7 +1627,7 @@ type DepositRequest struct {
 
 func (x *DepositRequest) Reset() {
 	*x = DepositRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[19]
+	mi := &file_megha_v1_market_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1639,7 @@ func (x *DepositRequest) String() string {
 func (*DepositRequest) ProtoMessage() {}
 
 func (x *DepositRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[19]
+	mi := &file_megha_v1_market_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1652,7 @@ func (x *DepositRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositRequest.ProtoReflect.Descriptor instead.
 func (*DepositRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{19}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DepositRequest) GetTenant() string {
@@ -1613,7 +1692,7 @@ type DepositResponse struct {
 
 func (x *DepositResponse) Reset() {
 	*x = DepositResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[20]
+	mi := &file_megha_v1_market_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1704,7 @@ func (x *DepositResponse) String() string {
 func (*DepositResponse) ProtoMessage() {}
 
 func (x *DepositResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[20]
+	mi := &file_megha_v1_market_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1717,7 @@ func (x *DepositResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DepositResponse.ProtoReflect.Descriptor instead.
 func (*DepositResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{20}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DepositResponse) GetLease() *MarketLease {
@@ -1657,7 +1736,7 @@ type GetMarketLeaseRequest struct {
 
 func (x *GetMarketLeaseRequest) Reset() {
 	*x = GetMarketLeaseRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[21]
+	mi := &file_megha_v1_market_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +1748,7 @@ func (x *GetMarketLeaseRequest) String() string {
 func (*GetMarketLeaseRequest) ProtoMessage() {}
 
 func (x *GetMarketLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[21]
+	mi := &file_megha_v1_market_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +1761,7 @@ func (x *GetMarketLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarketLeaseRequest.ProtoReflect.Descriptor instead.
 func (*GetMarketLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{21}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetMarketLeaseRequest) GetId() string {
@@ -1701,7 +1780,7 @@ type GetMarketLeaseResponse struct {
 
 func (x *GetMarketLeaseResponse) Reset() {
 	*x = GetMarketLeaseResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[22]
+	mi := &file_megha_v1_market_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1792,7 @@ func (x *GetMarketLeaseResponse) String() string {
 func (*GetMarketLeaseResponse) ProtoMessage() {}
 
 func (x *GetMarketLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[22]
+	mi := &file_megha_v1_market_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1805,7 @@ func (x *GetMarketLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMarketLeaseResponse.ProtoReflect.Descriptor instead.
 func (*GetMarketLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{22}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetMarketLeaseResponse) GetLease() *MarketLease {
@@ -1748,7 +1827,7 @@ type ListMarketLeasesRequest struct {
 
 func (x *ListMarketLeasesRequest) Reset() {
 	*x = ListMarketLeasesRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[23]
+	mi := &file_megha_v1_market_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +1839,7 @@ func (x *ListMarketLeasesRequest) String() string {
 func (*ListMarketLeasesRequest) ProtoMessage() {}
 
 func (x *ListMarketLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[23]
+	mi := &file_megha_v1_market_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +1852,7 @@ func (x *ListMarketLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMarketLeasesRequest.ProtoReflect.Descriptor instead.
 func (*ListMarketLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{23}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListMarketLeasesRequest) GetTenant() string {
@@ -1806,7 +1885,7 @@ type ListMarketLeasesResponse struct {
 
 func (x *ListMarketLeasesResponse) Reset() {
 	*x = ListMarketLeasesResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[24]
+	mi := &file_megha_v1_market_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1897,7 @@ func (x *ListMarketLeasesResponse) String() string {
 func (*ListMarketLeasesResponse) ProtoMessage() {}
 
 func (x *ListMarketLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[24]
+	mi := &file_megha_v1_market_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1910,7 @@ func (x *ListMarketLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMarketLeasesResponse.ProtoReflect.Descriptor instead.
 func (*ListMarketLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{24}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListMarketLeasesResponse) GetLeases() []*MarketLease {
@@ -1849,7 +1928,7 @@ type MarketEventsRequest struct {
 
 func (x *MarketEventsRequest) Reset() {
 	*x = MarketEventsRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[25]
+	mi := &file_megha_v1_market_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1940,7 @@ func (x *MarketEventsRequest) String() string {
 func (*MarketEventsRequest) ProtoMessage() {}
 
 func (x *MarketEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[25]
+	mi := &file_megha_v1_market_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1953,7 @@ func (x *MarketEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarketEventsRequest.ProtoReflect.Descriptor instead.
 func (*MarketEventsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{25}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{26}
 }
 
 type ListProvidersRequest struct {
@@ -1885,7 +1964,7 @@ type ListProvidersRequest struct {
 
 func (x *ListProvidersRequest) Reset() {
 	*x = ListProvidersRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[26]
+	mi := &file_megha_v1_market_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1976,7 @@ func (x *ListProvidersRequest) String() string {
 func (*ListProvidersRequest) ProtoMessage() {}
 
 func (x *ListProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[26]
+	mi := &file_megha_v1_market_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +1989,7 @@ func (x *ListProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ListProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{26}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{27}
 }
 
 type ListProvidersResponse struct {
@@ -1922,7 +2001,7 @@ type ListProvidersResponse struct {
 
 func (x *ListProvidersResponse) Reset() {
 	*x = ListProvidersResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[27]
+	mi := &file_megha_v1_market_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +2013,7 @@ func (x *ListProvidersResponse) String() string {
 func (*ListProvidersResponse) ProtoMessage() {}
 
 func (x *ListProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[27]
+	mi := &file_megha_v1_market_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2026,7 @@ func (x *ListProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ListProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{27}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListProvidersResponse) GetProviders() []*MarketProvider {
@@ -1966,7 +2045,7 @@ type FailProviderRequest struct {
 
 func (x *FailProviderRequest) Reset() {
 	*x = FailProviderRequest{}
-	mi := &file_megha_v1_market_proto_msgTypes[28]
+	mi := &file_megha_v1_market_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2057,7 @@ func (x *FailProviderRequest) String() string {
 func (*FailProviderRequest) ProtoMessage() {}
 
 func (x *FailProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[28]
+	mi := &file_megha_v1_market_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2070,7 @@ func (x *FailProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailProviderRequest.ProtoReflect.Descriptor instead.
 func (*FailProviderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{28}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FailProviderRequest) GetName() string {
@@ -2009,7 +2088,7 @@ type FailProviderResponse struct {
 
 func (x *FailProviderResponse) Reset() {
 	*x = FailProviderResponse{}
-	mi := &file_megha_v1_market_proto_msgTypes[29]
+	mi := &file_megha_v1_market_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2100,7 @@ func (x *FailProviderResponse) String() string {
 func (*FailProviderResponse) ProtoMessage() {}
 
 func (x *FailProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_market_proto_msgTypes[29]
+	mi := &file_megha_v1_market_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2113,7 @@ func (x *FailProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailProviderResponse.ProtoReflect.Descriptor instead.
 func (*FailProviderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_market_proto_rawDescGZIP(), []int{29}
+	return file_megha_v1_market_proto_rawDescGZIP(), []int{30}
 }
 
 var File_megha_v1_market_proto protoreflect.FileDescriptor
@@ -2126,18 +2205,30 @@ const file_megha_v1_market_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x126\n" +
 	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12+\n" +
 	"\abalance\x18\x06 \x01(\v2\x11.megha.v1.DecCoinR\abalance\x12*\n" +
-	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x86\x02\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xf1\x03\n" +
 	"\x0eMarketProvider\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
-	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1b\n" +
-	"\tgpu_model\x18\x04 \x01(\tR\bgpuModel\x12\x1d\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12*\n" +
+	"\x04gpus\x18\x04 \x03(\v2\x16.megha.v1.ProviderGPUsR\x04gpus\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x125\n" +
+	"\bfails_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\afailsAt\x12/\n" +
+	"\x05up_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04upAt\x12 \n" +
+	"\vreliability\x18\b \x01(\x01R\vreliability\x12H\n" +
 	"\n" +
-	"gpus_total\x18\x05 \x01(\x03R\tgpusTotal\x12\x1b\n" +
-	"\tgpus_free\x18\x06 \x01(\x03R\bgpusFree\x12\x0e\n" +
-	"\x02up\x18\a \x01(\bR\x02up\x12 \n" +
-	"\vreliability\x18\b \x01(\x01R\vreliability\x12#\n" +
-	"\ractive_leases\x18\t \x01(\x03R\factiveLeases\"\x15\n" +
+	"attributes\x18\t \x03(\v2(.megha.v1.MarketProvider.AttributesEntryR\n" +
+	"attributes\x12%\n" +
+	"\x0ebandwidth_mbps\x18\n" +
+	" \x01(\x01R\rbandwidthMbps\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\v \x01(\x01R\tlatencyMs\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\fProviderGPUs\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\x12\x12\n" +
+	"\x04free\x18\x03 \x01(\x03R\x04free\"\x15\n" +
 	"\x13MarketParamsRequest\"k\n" +
 	"\x12CreateOrderRequest\x12+\n" +
 	"\x05order\x18\x01 \x01(\v2\x15.megha.v1.MarketOrderR\x05order\x12(\n" +
@@ -2226,7 +2317,7 @@ func file_megha_v1_market_proto_rawDescGZIP() []byte {
 }
 
 var file_megha_v1_market_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_megha_v1_market_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_megha_v1_market_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_megha_v1_market_proto_goTypes = []any{
 	(MarketLeaseState)(0),            // 0: megha.v1.MarketLeaseState
 	(MarketEventKind)(0),             // 1: megha.v1.MarketEventKind
@@ -2239,39 +2330,41 @@ var file_megha_v1_market_proto_goTypes = []any{
 	(*MarketLease)(nil),              // 8: megha.v1.MarketLease
 	(*MarketEvent)(nil),              // 9: megha.v1.MarketEvent
 	(*MarketProvider)(nil),           // 10: megha.v1.MarketProvider
-	(*MarketParamsRequest)(nil),      // 11: megha.v1.MarketParamsRequest
-	(*CreateOrderRequest)(nil),       // 12: megha.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),      // 13: megha.v1.CreateOrderResponse
-	(*BidsRequest)(nil),              // 14: megha.v1.BidsRequest
-	(*BidsResponse)(nil),             // 15: megha.v1.BidsResponse
-	(*AcceptBidRequest)(nil),         // 16: megha.v1.AcceptBidRequest
-	(*AcceptBidResponse)(nil),        // 17: megha.v1.AcceptBidResponse
-	(*CloseMarketLeaseRequest)(nil),  // 18: megha.v1.CloseMarketLeaseRequest
-	(*CloseOrderResponse)(nil),       // 19: megha.v1.CloseOrderResponse
-	(*CloseMarketLeaseResponse)(nil), // 20: megha.v1.CloseMarketLeaseResponse
-	(*DepositRequest)(nil),           // 21: megha.v1.DepositRequest
-	(*DepositResponse)(nil),          // 22: megha.v1.DepositResponse
-	(*GetMarketLeaseRequest)(nil),    // 23: megha.v1.GetMarketLeaseRequest
-	(*GetMarketLeaseResponse)(nil),   // 24: megha.v1.GetMarketLeaseResponse
-	(*ListMarketLeasesRequest)(nil),  // 25: megha.v1.ListMarketLeasesRequest
-	(*ListMarketLeasesResponse)(nil), // 26: megha.v1.ListMarketLeasesResponse
-	(*MarketEventsRequest)(nil),      // 27: megha.v1.MarketEventsRequest
-	(*ListProvidersRequest)(nil),     // 28: megha.v1.ListProvidersRequest
-	(*ListProvidersResponse)(nil),    // 29: megha.v1.ListProvidersResponse
-	(*FailProviderRequest)(nil),      // 30: megha.v1.FailProviderRequest
-	(*FailProviderResponse)(nil),     // 31: megha.v1.FailProviderResponse
-	nil,                              // 32: megha.v1.MarketBid.AttributesEntry
-	(*durationpb.Duration)(nil),      // 33: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
+	(*ProviderGPUs)(nil),             // 11: megha.v1.ProviderGPUs
+	(*MarketParamsRequest)(nil),      // 12: megha.v1.MarketParamsRequest
+	(*CreateOrderRequest)(nil),       // 13: megha.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),      // 14: megha.v1.CreateOrderResponse
+	(*BidsRequest)(nil),              // 15: megha.v1.BidsRequest
+	(*BidsResponse)(nil),             // 16: megha.v1.BidsResponse
+	(*AcceptBidRequest)(nil),         // 17: megha.v1.AcceptBidRequest
+	(*AcceptBidResponse)(nil),        // 18: megha.v1.AcceptBidResponse
+	(*CloseMarketLeaseRequest)(nil),  // 19: megha.v1.CloseMarketLeaseRequest
+	(*CloseOrderResponse)(nil),       // 20: megha.v1.CloseOrderResponse
+	(*CloseMarketLeaseResponse)(nil), // 21: megha.v1.CloseMarketLeaseResponse
+	(*DepositRequest)(nil),           // 22: megha.v1.DepositRequest
+	(*DepositResponse)(nil),          // 23: megha.v1.DepositResponse
+	(*GetMarketLeaseRequest)(nil),    // 24: megha.v1.GetMarketLeaseRequest
+	(*GetMarketLeaseResponse)(nil),   // 25: megha.v1.GetMarketLeaseResponse
+	(*ListMarketLeasesRequest)(nil),  // 26: megha.v1.ListMarketLeasesRequest
+	(*ListMarketLeasesResponse)(nil), // 27: megha.v1.ListMarketLeasesResponse
+	(*MarketEventsRequest)(nil),      // 28: megha.v1.MarketEventsRequest
+	(*ListProvidersRequest)(nil),     // 29: megha.v1.ListProvidersRequest
+	(*ListProvidersResponse)(nil),    // 30: megha.v1.ListProvidersResponse
+	(*FailProviderRequest)(nil),      // 31: megha.v1.FailProviderRequest
+	(*FailProviderResponse)(nil),     // 32: megha.v1.FailProviderResponse
+	nil,                              // 33: megha.v1.MarketBid.AttributesEntry
+	nil,                              // 34: megha.v1.MarketProvider.AttributesEntry
+	(*durationpb.Duration)(nil),      // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
 }
 var file_megha_v1_market_proto_depIdxs = []int32{
-	33, // 0: megha.v1.MarketParams.block_time:type_name -> google.protobuf.Duration
+	35, // 0: megha.v1.MarketParams.block_time:type_name -> google.protobuf.Duration
 	2,  // 1: megha.v1.MarketOrder.max_price_per_gpu_hour:type_name -> megha.v1.DecCoin
 	2,  // 2: megha.v1.MarketOrder.deposit:type_name -> megha.v1.DecCoin
-	34, // 3: megha.v1.MarketOrder.created_at:type_name -> google.protobuf.Timestamp
+	36, // 3: megha.v1.MarketOrder.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: megha.v1.MarketBid.price_per_block:type_name -> megha.v1.DecCoin
-	32, // 5: megha.v1.MarketBid.attributes:type_name -> megha.v1.MarketBid.AttributesEntry
-	34, // 6: megha.v1.MarketBid.created_at:type_name -> google.protobuf.Timestamp
+	33, // 5: megha.v1.MarketBid.attributes:type_name -> megha.v1.MarketBid.AttributesEntry
+	36, // 6: megha.v1.MarketBid.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 7: megha.v1.MarketBid.signed:type_name -> megha.v1.Signed
 	2,  // 8: megha.v1.Escrow.deposit:type_name -> megha.v1.DecCoin
 	2,  // 9: megha.v1.Escrow.drawn:type_name -> megha.v1.DecCoin
@@ -2280,56 +2373,60 @@ var file_megha_v1_market_proto_depIdxs = []int32{
 	2,  // 12: megha.v1.MarketLease.price_per_block:type_name -> megha.v1.DecCoin
 	0,  // 13: megha.v1.MarketLease.state:type_name -> megha.v1.MarketLeaseState
 	7,  // 14: megha.v1.MarketLease.escrow:type_name -> megha.v1.Escrow
-	34, // 15: megha.v1.MarketLease.created_at:type_name -> google.protobuf.Timestamp
-	34, // 16: megha.v1.MarketLease.closed_at:type_name -> google.protobuf.Timestamp
+	36, // 15: megha.v1.MarketLease.created_at:type_name -> google.protobuf.Timestamp
+	36, // 16: megha.v1.MarketLease.closed_at:type_name -> google.protobuf.Timestamp
 	1,  // 17: megha.v1.MarketEvent.kind:type_name -> megha.v1.MarketEventKind
-	34, // 18: megha.v1.MarketEvent.deadline:type_name -> google.protobuf.Timestamp
+	36, // 18: megha.v1.MarketEvent.deadline:type_name -> google.protobuf.Timestamp
 	2,  // 19: megha.v1.MarketEvent.balance:type_name -> megha.v1.DecCoin
-	34, // 20: megha.v1.MarketEvent.at:type_name -> google.protobuf.Timestamp
-	5,  // 21: megha.v1.CreateOrderRequest.order:type_name -> megha.v1.MarketOrder
-	3,  // 22: megha.v1.CreateOrderRequest.signed:type_name -> megha.v1.Signed
-	5,  // 23: megha.v1.CreateOrderResponse.order:type_name -> megha.v1.MarketOrder
-	6,  // 24: megha.v1.BidsResponse.bids:type_name -> megha.v1.MarketBid
-	3,  // 25: megha.v1.AcceptBidRequest.signed:type_name -> megha.v1.Signed
-	8,  // 26: megha.v1.AcceptBidResponse.leases:type_name -> megha.v1.MarketLease
-	3,  // 27: megha.v1.CloseMarketLeaseRequest.signed:type_name -> megha.v1.Signed
-	8,  // 28: megha.v1.CloseMarketLeaseResponse.lease:type_name -> megha.v1.MarketLease
-	2,  // 29: megha.v1.DepositRequest.amount:type_name -> megha.v1.DecCoin
-	3,  // 30: megha.v1.DepositRequest.signed:type_name -> megha.v1.Signed
-	8,  // 31: megha.v1.DepositResponse.lease:type_name -> megha.v1.MarketLease
-	8,  // 32: megha.v1.GetMarketLeaseResponse.lease:type_name -> megha.v1.MarketLease
-	0,  // 33: megha.v1.ListMarketLeasesRequest.state:type_name -> megha.v1.MarketLeaseState
-	8,  // 34: megha.v1.ListMarketLeasesResponse.leases:type_name -> megha.v1.MarketLease
-	10, // 35: megha.v1.ListProvidersResponse.providers:type_name -> megha.v1.MarketProvider
-	11, // 36: megha.v1.MarketService.Params:input_type -> megha.v1.MarketParamsRequest
-	12, // 37: megha.v1.MarketService.CreateOrder:input_type -> megha.v1.CreateOrderRequest
-	14, // 38: megha.v1.MarketService.Bids:input_type -> megha.v1.BidsRequest
-	16, // 39: megha.v1.MarketService.Accept:input_type -> megha.v1.AcceptBidRequest
-	18, // 40: megha.v1.MarketService.CloseOrder:input_type -> megha.v1.CloseMarketLeaseRequest
-	18, // 41: megha.v1.MarketService.Close:input_type -> megha.v1.CloseMarketLeaseRequest
-	21, // 42: megha.v1.MarketService.Deposit:input_type -> megha.v1.DepositRequest
-	23, // 43: megha.v1.MarketService.GetLease:input_type -> megha.v1.GetMarketLeaseRequest
-	25, // 44: megha.v1.MarketService.ListLeases:input_type -> megha.v1.ListMarketLeasesRequest
-	27, // 45: megha.v1.MarketService.Events:input_type -> megha.v1.MarketEventsRequest
-	28, // 46: megha.v1.MarketService.ListProviders:input_type -> megha.v1.ListProvidersRequest
-	30, // 47: megha.v1.MarketService.FailProvider:input_type -> megha.v1.FailProviderRequest
-	4,  // 48: megha.v1.MarketService.Params:output_type -> megha.v1.MarketParams
-	13, // 49: megha.v1.MarketService.CreateOrder:output_type -> megha.v1.CreateOrderResponse
-	15, // 50: megha.v1.MarketService.Bids:output_type -> megha.v1.BidsResponse
-	17, // 51: megha.v1.MarketService.Accept:output_type -> megha.v1.AcceptBidResponse
-	19, // 52: megha.v1.MarketService.CloseOrder:output_type -> megha.v1.CloseOrderResponse
-	20, // 53: megha.v1.MarketService.Close:output_type -> megha.v1.CloseMarketLeaseResponse
-	22, // 54: megha.v1.MarketService.Deposit:output_type -> megha.v1.DepositResponse
-	24, // 55: megha.v1.MarketService.GetLease:output_type -> megha.v1.GetMarketLeaseResponse
-	26, // 56: megha.v1.MarketService.ListLeases:output_type -> megha.v1.ListMarketLeasesResponse
-	9,  // 57: megha.v1.MarketService.Events:output_type -> megha.v1.MarketEvent
-	29, // 58: megha.v1.MarketService.ListProviders:output_type -> megha.v1.ListProvidersResponse
-	31, // 59: megha.v1.MarketService.FailProvider:output_type -> megha.v1.FailProviderResponse
-	48, // [48:60] is the sub-list for method output_type
-	36, // [36:48] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	36, // 20: megha.v1.MarketEvent.at:type_name -> google.protobuf.Timestamp
+	11, // 21: megha.v1.MarketProvider.gpus:type_name -> megha.v1.ProviderGPUs
+	36, // 22: megha.v1.MarketProvider.fails_at:type_name -> google.protobuf.Timestamp
+	36, // 23: megha.v1.MarketProvider.up_at:type_name -> google.protobuf.Timestamp
+	34, // 24: megha.v1.MarketProvider.attributes:type_name -> megha.v1.MarketProvider.AttributesEntry
+	5,  // 25: megha.v1.CreateOrderRequest.order:type_name -> megha.v1.MarketOrder
+	3,  // 26: megha.v1.CreateOrderRequest.signed:type_name -> megha.v1.Signed
+	5,  // 27: megha.v1.CreateOrderResponse.order:type_name -> megha.v1.MarketOrder
+	6,  // 28: megha.v1.BidsResponse.bids:type_name -> megha.v1.MarketBid
+	3,  // 29: megha.v1.AcceptBidRequest.signed:type_name -> megha.v1.Signed
+	8,  // 30: megha.v1.AcceptBidResponse.leases:type_name -> megha.v1.MarketLease
+	3,  // 31: megha.v1.CloseMarketLeaseRequest.signed:type_name -> megha.v1.Signed
+	8,  // 32: megha.v1.CloseMarketLeaseResponse.lease:type_name -> megha.v1.MarketLease
+	2,  // 33: megha.v1.DepositRequest.amount:type_name -> megha.v1.DecCoin
+	3,  // 34: megha.v1.DepositRequest.signed:type_name -> megha.v1.Signed
+	8,  // 35: megha.v1.DepositResponse.lease:type_name -> megha.v1.MarketLease
+	8,  // 36: megha.v1.GetMarketLeaseResponse.lease:type_name -> megha.v1.MarketLease
+	0,  // 37: megha.v1.ListMarketLeasesRequest.state:type_name -> megha.v1.MarketLeaseState
+	8,  // 38: megha.v1.ListMarketLeasesResponse.leases:type_name -> megha.v1.MarketLease
+	10, // 39: megha.v1.ListProvidersResponse.providers:type_name -> megha.v1.MarketProvider
+	12, // 40: megha.v1.MarketService.Params:input_type -> megha.v1.MarketParamsRequest
+	13, // 41: megha.v1.MarketService.CreateOrder:input_type -> megha.v1.CreateOrderRequest
+	15, // 42: megha.v1.MarketService.Bids:input_type -> megha.v1.BidsRequest
+	17, // 43: megha.v1.MarketService.Accept:input_type -> megha.v1.AcceptBidRequest
+	19, // 44: megha.v1.MarketService.CloseOrder:input_type -> megha.v1.CloseMarketLeaseRequest
+	19, // 45: megha.v1.MarketService.Close:input_type -> megha.v1.CloseMarketLeaseRequest
+	22, // 46: megha.v1.MarketService.Deposit:input_type -> megha.v1.DepositRequest
+	24, // 47: megha.v1.MarketService.GetLease:input_type -> megha.v1.GetMarketLeaseRequest
+	26, // 48: megha.v1.MarketService.ListLeases:input_type -> megha.v1.ListMarketLeasesRequest
+	28, // 49: megha.v1.MarketService.Events:input_type -> megha.v1.MarketEventsRequest
+	29, // 50: megha.v1.MarketService.ListProviders:input_type -> megha.v1.ListProvidersRequest
+	31, // 51: megha.v1.MarketService.FailProvider:input_type -> megha.v1.FailProviderRequest
+	4,  // 52: megha.v1.MarketService.Params:output_type -> megha.v1.MarketParams
+	14, // 53: megha.v1.MarketService.CreateOrder:output_type -> megha.v1.CreateOrderResponse
+	16, // 54: megha.v1.MarketService.Bids:output_type -> megha.v1.BidsResponse
+	18, // 55: megha.v1.MarketService.Accept:output_type -> megha.v1.AcceptBidResponse
+	20, // 56: megha.v1.MarketService.CloseOrder:output_type -> megha.v1.CloseOrderResponse
+	21, // 57: megha.v1.MarketService.Close:output_type -> megha.v1.CloseMarketLeaseResponse
+	23, // 58: megha.v1.MarketService.Deposit:output_type -> megha.v1.DepositResponse
+	25, // 59: megha.v1.MarketService.GetLease:output_type -> megha.v1.GetMarketLeaseResponse
+	27, // 60: megha.v1.MarketService.ListLeases:output_type -> megha.v1.ListMarketLeasesResponse
+	9,  // 61: megha.v1.MarketService.Events:output_type -> megha.v1.MarketEvent
+	30, // 62: megha.v1.MarketService.ListProviders:output_type -> megha.v1.ListProvidersResponse
+	32, // 63: megha.v1.MarketService.FailProvider:output_type -> megha.v1.FailProviderResponse
+	52, // [52:64] is the sub-list for method output_type
+	40, // [40:52] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_market_proto_init() }
@@ -2343,7 +2440,7 @@ func file_megha_v1_market_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_market_proto_rawDesc), len(file_megha_v1_market_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
