@@ -128,7 +128,7 @@ func TestTypesRoundTrip(t *testing.T) {
 		t.Fatalf("filter: %+v", got)
 	}
 	pi := ProviderInfo{Name: "lambda-east", Address: "akash1prov", Region: "us-east",
-		GPUs: []GPUCount{{Model: "H100-SXM", Total: 8, Free: 6}, {Model: "A100-80G", Total: 4, Free: 4}},
+		GPUs:  []GPUCount{{Model: "H100-SXM", Total: 8, Free: 6}, {Model: "A100-80G", Total: 4, Free: 4}},
 		State: "reclaiming", FailsAt: at.Add(time.Hour), Reliability: 0.99,
 		Attributes: map[string]string{"tier": "datacenter"}, BandwidthMbps: 25000, LatencyMs: 3}
 	if got := fromProvider(toProvider(pi)); !reflect.DeepEqual(got, pi) {
