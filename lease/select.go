@@ -197,7 +197,8 @@ func ParseSelector(spec string) (Selector, error) {
 
 // PricePerGPUHour is b's price per GPU-hour in its coin's display unit
 // (US dollars for uusdc; for other micro-denominations such as uakt,
-// the coin: AKT), given blocksPerHour (0 means DefaultBlocksPerHour).
+// the coin: AKT), given blocksPerHour (0 means DefaultBlocksPerHour); 0
+// when the bid has no price.
 func PricePerGPUHour(b Bid, blocksPerHour float64) float64 {
 	if b.PricePerBlock.Amount.IsNil() {
 		return 0
@@ -738,7 +739,8 @@ func (p *selPrep) bestRatio() (order, counts []int, ratio float64) {
 // what filling round-robin gives, in O(n log n) instead of one slot at a
 // time, and no provider holds more than the least possible maximum, so at
 // most ceil(want/providers) when every provider can take that many. Within
-// a provider, its cheapest bids fill its share.
+// a provider, its cheapest bids fill its share. Its Explanation.Score is
+// the bid's cheapness, the order it fills in.
 type selSpread struct{}
 
 func (selSpread) Name() string { return SelectSpread }
