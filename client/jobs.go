@@ -142,3 +142,14 @@ func (c *Client) Logs(ctx context.Context, req *meghav1.TaskLogsRequest, fn func
 		}
 	})
 }
+
+// ListLeases returns the market leases held for a job (every job's, for
+// an admin, when jobID is empty).
+func (c *Client) ListLeases(ctx context.Context, jobID string) ([]*meghav1.Lease, error) {
+	var resp *meghav1.ListLeasesResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = meghav1.NewJobServiceClient(cc).ListLeases(ctx, &meghav1.ListLeasesRequest{JobId: jobID})
+		return err
+	})
+	return resp.GetLeases(), err
+}

@@ -33,6 +33,7 @@ var (
 	ErrWorkerNotFound  = errors.New("coordinator: worker not found")
 	ErrStaleEpoch      = errors.New("coordinator: worker registration is stale")
 	ErrUnknownLease    = errors.New("coordinator: unknown lease")
+	ErrBudget          = errors.New("coordinator: over the job's budget")
 	ErrTaskFinished    = errors.New("coordinator: task already finished")
 )
 
@@ -84,7 +85,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrJobExists):
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrJobTerminal), errors.Is(err, ErrBadTransition), errors.Is(err, ErrStaleEpoch),
-		errors.Is(err, ErrUnknownLease), errors.Is(err, ErrTaskFinished):
+		errors.Is(err, ErrUnknownLease), errors.Is(err, ErrTaskFinished), errors.Is(err, ErrBudget):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrPermission):
 		return status.Error(codes.PermissionDenied, err.Error())

@@ -132,6 +132,12 @@ func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 		res, err = s.applyStartRound(index, cmd.StartRound)
 	case *meghav1.Command_CommitRound:
 		res, err = s.applyCommitRound(index, cmd.CommitRound)
+	case *meghav1.Command_LeaseCreated:
+		res, err = s.applyLeaseCreated(index, cmd.LeaseCreated)
+	case *meghav1.Command_LeaseClosed:
+		res, err = s.applyLeaseClosed(index, cmd.LeaseClosed)
+	case *meghav1.Command_LeaseSpend:
+		res, err = s.applyLeaseSpend(index, cmd.LeaseSpend)
 	case *meghav1.Command_Noop:
 	default:
 		// A command from a newer version, or an empty envelope. Every
@@ -215,6 +221,9 @@ func (s *State) snapshot() *meghav1.Snapshot {
 	for _, t := range s.tasks {
 		snap.Tasks = append(snap.Tasks, proto.Clone(t).(*meghav1.Task))
 	}
+	for _, l := range s.leases {
+		snap.Leases = append(snap.Leases, proto.Clone(l).(*meghav1.Lease))
+	}
 	for k, id := range s.requests {
 		snap.RequestKeys = append(snap.RequestKeys,
 			&meghav1.RequestKey{Tenant: k.tenant, RequestId: k.requestID, JobId: id})
@@ -248,6 +257,9 @@ func restoreState(snap *meghav1.Snapshot) (*State, error) {
 	}
 	for _, t := range snap.Tasks {
 		s.putTaskLocked(t)
+	}
+	for _, l := range snap.Leases {
+		s.putLeaseLocked(l)
 	}
 	for _, k := range snap.RequestKeys {
 		s.requests[requestKey{k.Tenant, k.RequestId}] = k.JobId

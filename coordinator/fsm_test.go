@@ -300,6 +300,9 @@ func sameSnapshot(a, b *meghav1.Snapshot) bool {
 		for _, k := range s.RequestKeys {
 			m["req/"+k.Tenant+"/"+k.RequestId] = k
 		}
+		for _, l := range s.Leases {
+			m["lease/"+l.Id] = l
+		}
 		return m
 	}
 	ma, mb := norm(a), norm(b)

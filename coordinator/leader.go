@@ -67,6 +67,9 @@ func (n *Node) establishLeadership(ctx context.Context) {
 	go n.detectFailures(ctx)
 	go n.schedule(ctx)
 	go n.driveRounds(ctx)
+	if n.cfg.Market.Market != nil {
+		go newLeaseManager(n, n.cfg.Market).run(ctx)
+	}
 	n.ensureMember(ctx)
 }
 

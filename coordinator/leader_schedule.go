@@ -61,5 +61,11 @@ func scheduleInput(st *State) (scheduler.Input, <-chan struct{}) {
 	}
 	in.Workers = st.Workers(meghav1.WorkerState_WORKER_STATE_READY)
 	in.Tasks = st.AllTasks()
+	in.LeaseJobs = map[string]string{}
+	for _, l := range st.Leases("") {
+		if l.State == meghav1.LeaseState_LEASE_STATE_ACTIVE {
+			in.LeaseJobs[l.Id] = l.JobId
+		}
+	}
 	return in, changed
 }

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"errors"
+	"fmt"
 	"io"
 
 	"context"
@@ -18,6 +19,22 @@ func (e *jobEndpoint) ListTasks(ctx context.Context, req *meghav1.ListTasksReque
 		return nil, toStatus(err)
 	}
 	return &meghav1.ListTasksResponse{Tasks: e.s.node.fsm.State().Tasks(req.JobId)}, nil
+}
+
+// ListLeases returns the market leases held for a job; an admin may leave
+// job_id empty to see every job's.
+func (e *jobEndpoint) ListLeases(ctx context.Context, req *meghav1.ListLeasesRequest) (*meghav1.ListLeasesResponse, error) {
+	if req.JobId == "" {
+		id, _ := IdentityFrom(ctx)
+		if id.Role != RoleAdmin {
+			return nil, toStatus(fmt.Errorf("%w: job_id is required (only admins list every job's leases)", ErrInvalid))
+		}
+		return &meghav1.ListLeasesResponse{Leases: e.s.node.fsm.State().Leases("")}, nil
+	}
+	if _, err := e.visibleJob(ctx, req.JobId); err != nil {
+		return nil, toStatus(err)
+	}
+	return &meghav1.ListLeasesResponse{Leases: e.s.node.fsm.State().Leases(req.JobId)}, nil
 }
 
 // Logs relays a task's output from the worker that runs (or ran) it: the

@@ -53,7 +53,9 @@ type NodeConfig struct {
 	Bootstrap     bool   // form a new one-node cluster if there is no state yet
 	Raft          RaftConfig
 	Workers       WorkerConfig
-	Logger        *slog.Logger
+	// Market, when set, is where the leader leases workers for jobs.
+	Market MarketConfig
+	Logger *slog.Logger
 }
 
 // Node is one member of the coordinator's Raft cluster: the log on disk,

@@ -34,6 +34,8 @@ type State struct {
 	byWorker map[string]map[string]struct{} // worker → task IDs
 	// throughput is keyed by GPU model and probe.
 	throughput map[string]*meghav1.GPUModelThroughput
+	leases     map[string]*meghav1.Lease
+	leasesBy   map[string]map[string]struct{} // job → lease IDs
 
 	// index is the Raft index of the last applied command.
 	index uint64
@@ -58,6 +60,8 @@ func NewState() *State {
 		tasks:      make(map[string]*meghav1.Task),
 		byJob:      make(map[string]map[string]struct{}),
 		byWorker:   make(map[string]map[string]struct{}),
+		leases:     make(map[string]*meghav1.Lease),
+		leasesBy:   make(map[string]map[string]struct{}),
 		changed:    make(chan struct{}),
 	}
 }
@@ -202,7 +206,8 @@ func (s *State) putJobLocked(j *meghav1.Job) {
 	addIndex(s.byTenant, j.Tenant, j.Id)
 	addIndex(s.byState, j.Status.GetState(), j.Id)
 	switch st := j.Status.GetState(); {
-	case (st == meghav1.JobState_JOB_STATE_PENDING || st == meghav1.JobState_JOB_STATE_RECOVERING) && scheduler.Runnable(j):
+	case (st == meghav1.JobState_JOB_STATE_PENDING || st == meghav1.JobState_JOB_STATE_LEASING ||
+		st == meghav1.JobState_JOB_STATE_RECOVERING) && scheduler.Runnable(j):
 		s.waiting[j.Id] = struct{}{}
 	default:
 		delete(s.waiting, j.Id)
@@ -216,6 +221,13 @@ func addIndex[K comparable](idx map[K]map[string]struct{}, k K, id string) {
 		idx[k] = set
 	}
 	set[id] = struct{}{}
+}
+
+// Watch returns a channel closed at the next change of the state.
+func (s *State) Watch() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
 }
 
 // notifyLocked wakes every watcher.

@@ -29,8 +29,13 @@ func (e *workerEndpoint) Register(ctx context.Context, req *meghav1.RegisterWork
 		return nil, toStatus(err)
 	}
 	if req.LeaseId != "" {
-		// Leases arrive with the market; until then no lease is known.
-		return nil, toStatus(fmt.Errorf("%w: %q; start the worker without --lease, or with the ID of a lease the coordinator holds", ErrUnknownLease, req.LeaseId))
+		l, ok := n.fsm.State().Lease(req.LeaseId)
+		switch {
+		case !ok:
+			return nil, toStatus(fmt.Errorf("%w: %q; start the worker without --lease, or with the ID of a lease the coordinator holds (megha leases)", ErrUnknownLease, req.LeaseId))
+		case l.State != meghav1.LeaseState_LEASE_STATE_ACTIVE:
+			return nil, toStatus(fmt.Errorf("%w: %q is closed (%s)", ErrUnknownLease, req.LeaseId, l.CloseReason))
+		}
 	}
 	id, _ := IdentityFrom(ctx)
 	wid := req.WorkerId

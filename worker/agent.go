@@ -57,6 +57,10 @@ type Config struct {
 	// Listen, when set, is where the agent serves task logs to the
 	// coordinator; AdvertiseAddr defaults to the address it binds.
 	Listen string
+	// LeaseWait is how long a worker started on a lease keeps retrying
+	// while the coordinator does not know the lease yet (default 0: a
+	// refusal is final; `megha worker --lease` sets 30s).
+	LeaseWait time.Duration
 }
 
 // Agent is a running worker agent.
@@ -204,6 +208,7 @@ func permanent(err error) bool {
 // the worker, saying what it waits for.
 func (a *Agent) register(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		req := &meghav1.RegisterWorkerRequest{
 			WorkerId: a.ID(), LeaseId: a.cfg.LeaseID, Host: a.cfg.Host, AdvertiseAddr: a.cfg.AdvertiseAddr,
@@ -222,7 +227,7 @@ func (a *Agent) register(ctx context.Context) error {
 				"heartbeat_ms", resp.HeartbeatIntervalMs)
 			return nil
 		}
-		if permanent(err) {
+		if permanent(err) && !(a.cfg.LeaseID != "" && unknownLease(err) && time.Since(start) < a.cfg.LeaseWait) {
 			return fmt.Errorf("worker: the coordinator refused to register this worker: %s", status.Convert(err).Message())
 		}
 		wait := jitter(backoff)
@@ -233,6 +238,13 @@ func (a *Agent) register(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, a.cfg.MaxBackoff)
 	}
+}
+
+// unknownLease reports a refusal because the coordinator does not know the
+// worker's lease (yet: a market may start the worker a moment before the
+// coordinator records the lease it accepted).
+func unknownLease(err error) bool {
+	return status.Code(err) == codes.FailedPrecondition && strings.Contains(status.Convert(err).Message(), "unknown lease")
 }
 
 // jitter spreads retries of many workers: a random wait in [d/2, d).

@@ -59,7 +59,9 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newClusterCmd(g),
 		newWorkerCmd(g),
 		newWorkersCmd(g),
+		newLeasesCmd(g),
 		newLogsCmd(g),
+		newMarketCmd(g),
 	)
 	return root
 }

@@ -105,7 +105,7 @@ func runWorker(cmd *cobra.Command, g *globals, f *workerFlags) error {
 	if err := runtime.EnableSubreaper(); err != nil {
 		logger.Warn("cannot become a child subreaper; a task's orphans will be left to init", "error", err)
 	}
-	a, err := worker.New(worker.Config{Client: c, Coordinators: []string{g.coordinator}, LeaseID: f.lease,
+	a, err := worker.New(worker.Config{Client: c, Coordinators: []string{g.coordinator}, LeaseID: f.lease, LeaseWait: 30 * time.Second,
 		DataDir: f.dataDir, AdvertiseAddr: f.advertise, Listen: f.listen,
 		GPUs: gpus, Throughput: tp, Logger: logger,
 		GPUStats: func() ([]*meghav1.GPU, error) {

@@ -21,6 +21,9 @@ type Input struct {
 	// Tasks that are still live (assigned or running), and finished ones
 	// (to number attempts).
 	Tasks []*meghav1.Task
+	// LeaseJobs maps each active market lease to the job it was leased
+	// for: a worker started on a lease runs only that job's tasks.
+	LeaseJobs map[string]string
 }
 
 // Placement assigns some ranks of one job.
@@ -97,7 +100,7 @@ func Schedule(in Input) []Placement {
 		var chosen []*meghav1.Worker
 		var rest []*meghav1.Worker
 		for _, w := range free {
-			if len(chosen) < len(missing) && Fits(j.Spec.GetResources(), w) {
+			if len(chosen) < len(missing) && Fits(j.Spec.GetResources(), w) && leasedFor(in.LeaseJobs, w, j.Id) {
 				chosen = append(chosen, w)
 			} else {
 				rest = append(rest, w)
@@ -120,6 +123,15 @@ func Schedule(in Input) []Placement {
 		plan = append(plan, p)
 	}
 	return plan
+}
+
+// leasedFor reports whether a worker may run a job: a worker without a
+// lease runs anything; a leased one only the job of an active lease.
+func leasedFor(leaseJobs map[string]string, w *meghav1.Worker, jobID string) bool {
+	if w.GetLeaseId() == "" {
+		return true
+	}
+	return leaseJobs[w.LeaseId] == jobID
 }
 
 // Fits reports whether a worker meets a job's resource constraints:

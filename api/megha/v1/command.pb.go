@@ -50,6 +50,9 @@ type Command struct {
 	//	*Command_UpdateTask
 	//	*Command_StartRound
 	//	*Command_CommitRound
+	//	*Command_LeaseCreated
+	//	*Command_LeaseClosed
+	//	*Command_LeaseSpend
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -218,6 +221,33 @@ func (x *Command) GetCommitRound() *CommitRoundCommand {
 	return nil
 }
 
+func (x *Command) GetLeaseCreated() *LeaseCreatedCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_LeaseCreated); ok {
+			return x.LeaseCreated
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLeaseClosed() *LeaseClosedCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_LeaseClosed); ok {
+			return x.LeaseClosed
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetLeaseSpend() *LeaseSpendCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_LeaseSpend); ok {
+			return x.LeaseSpend
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -278,6 +308,18 @@ type Command_CommitRound struct {
 	CommitRound *CommitRoundCommand `protobuf:"bytes,14,opt,name=commit_round,json=commitRound,proto3,oneof"`
 }
 
+type Command_LeaseCreated struct {
+	LeaseCreated *LeaseCreatedCommand `protobuf:"bytes,15,opt,name=lease_created,json=leaseCreated,proto3,oneof"`
+}
+
+type Command_LeaseClosed struct {
+	LeaseClosed *LeaseClosedCommand `protobuf:"bytes,16,opt,name=lease_closed,json=leaseClosed,proto3,oneof"`
+}
+
+type Command_LeaseSpend struct {
+	LeaseSpend *LeaseSpendCommand `protobuf:"bytes,17,opt,name=lease_spend,json=leaseSpend,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Cmd() {}
 
 func (*Command_CancelJob) isCommand_Cmd() {}
@@ -305,6 +347,12 @@ func (*Command_UpdateTask) isCommand_Cmd() {}
 func (*Command_StartRound) isCommand_Cmd() {}
 
 func (*Command_CommitRound) isCommand_Cmd() {}
+
+func (*Command_LeaseCreated) isCommand_Cmd() {}
+
+func (*Command_LeaseClosed) isCommand_Cmd() {}
+
+func (*Command_LeaseSpend) isCommand_Cmd() {}
 
 // AssignTasksCommand places a job's ranks on workers (the scheduler's
 // plan). The job moves to Running.
@@ -627,6 +675,182 @@ func (x *CommitRoundCommand) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// LeaseCreatedCommand records a lease accepted on the market for a job.
+type LeaseCreatedCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *Lease                 `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseCreatedCommand) Reset() {
+	*x = LeaseCreatedCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseCreatedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseCreatedCommand) ProtoMessage() {}
+
+func (x *LeaseCreatedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseCreatedCommand.ProtoReflect.Descriptor instead.
+func (*LeaseCreatedCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LeaseCreatedCommand) GetLease() *Lease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *LeaseCreatedCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// LeaseClosedCommand records the end of a lease: closed by the
+// coordinator, or reported closed by the market.
+type LeaseClosedCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId       string                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	SpentMicros   int64                  `protobuf:"varint,3,opt,name=spent_micros,json=spentMicros,proto3" json:"spent_micros,omitempty"` // final amount drawn from escrow
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseClosedCommand) Reset() {
+	*x = LeaseClosedCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseClosedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseClosedCommand) ProtoMessage() {}
+
+func (x *LeaseClosedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseClosedCommand.ProtoReflect.Descriptor instead.
+func (*LeaseClosedCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaseClosedCommand) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *LeaseClosedCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *LeaseClosedCommand) GetSpentMicros() int64 {
+	if x != nil {
+		return x.SpentMicros
+	}
+	return 0
+}
+
+func (x *LeaseClosedCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+// LeaseSpendCommand records what active leases have drawn so far.
+type LeaseSpendCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SpentMicros   map[string]int64       `protobuf:"bytes,1,rep,name=spent_micros,json=spentMicros,proto3" json:"spent_micros,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // lease ID → drawn
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseSpendCommand) Reset() {
+	*x = LeaseSpendCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseSpendCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseSpendCommand) ProtoMessage() {}
+
+func (x *LeaseSpendCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseSpendCommand.ProtoReflect.Descriptor instead.
+func (*LeaseSpendCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LeaseSpendCommand) GetSpentMicros() map[string]int64 {
+	if x != nil {
+		return x.SpentMicros
+	}
+	return nil
+}
+
+func (x *LeaseSpendCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // RegisterWorkerCommand records a worker joining (or re-joining: a new
 // epoch). The endpoint fills registered_at and the throughput history is
 // updated from worker.throughput.
@@ -639,7 +863,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +875,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +888,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisterWorkerCommand) GetWorker() *Worker {
@@ -687,7 +911,7 @@ type WorkerLostCommand struct {
 
 func (x *WorkerLostCommand) Reset() {
 	*x = WorkerLostCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +923,7 @@ func (x *WorkerLostCommand) String() string {
 func (*WorkerLostCommand) ProtoMessage() {}
 
 func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +936,7 @@ func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WorkerLostCommand) GetId() string {
@@ -756,7 +980,7 @@ type WorkerLeftCommand struct {
 
 func (x *WorkerLeftCommand) Reset() {
 	*x = WorkerLeftCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +992,7 @@ func (x *WorkerLeftCommand) String() string {
 func (*WorkerLeftCommand) ProtoMessage() {}
 
 func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +1005,7 @@ func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLeftCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLeftCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WorkerLeftCommand) GetId() string {
@@ -823,7 +1047,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1059,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1072,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobsCommand) GetJobs() []*SubmitJobCommand {
@@ -870,7 +1094,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1106,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1119,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitJobCommand) GetJob() *Job {
@@ -925,7 +1149,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1161,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1174,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelJobCommand) GetId() string {
@@ -997,7 +1221,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1233,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1246,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateJobStatusCommand) GetId() string {
@@ -1078,7 +1302,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1090,7 +1314,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1103,7 +1327,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -1123,7 +1347,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[13]
+	mi := &file_megha_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1359,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[13]
+	mi := &file_megha_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1372,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -1168,7 +1392,7 @@ type NoopCommand struct {
 
 func (x *NoopCommand) Reset() {
 	*x = NoopCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[14]
+	mi := &file_megha_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1404,7 @@ func (x *NoopCommand) String() string {
 func (*NoopCommand) ProtoMessage() {}
 
 func (x *NoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[14]
+	mi := &file_megha_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1417,7 @@ func (x *NoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoopCommand.ProtoReflect.Descriptor instead.
 func (*NoopCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NoopCommand) GetPayload() []byte {
@@ -1213,13 +1437,14 @@ type Snapshot struct {
 	Workers       []*Worker              `protobuf:"bytes,5,rep,name=workers,proto3" json:"workers,omitempty"`
 	Throughput    []*GPUModelThroughput  `protobuf:"bytes,6,rep,name=throughput,proto3" json:"throughput,omitempty"`
 	Tasks         []*Task                `protobuf:"bytes,7,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Leases        []*Lease               `protobuf:"bytes,8,rep,name=leases,proto3" json:"leases,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_megha_v1_command_proto_msgTypes[15]
+	mi := &file_megha_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1456,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[15]
+	mi := &file_megha_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1469,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -1296,6 +1521,13 @@ func (x *Snapshot) GetTasks() []*Task {
 	return nil
 }
 
+func (x *Snapshot) GetLeases() []*Lease {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
 // RequestKey maps a tenant's submit request ID to the job it created.
 type RequestKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1308,7 +1540,7 @@ type RequestKey struct {
 
 func (x *RequestKey) Reset() {
 	*x = RequestKey{}
-	mi := &file_megha_v1_command_proto_msgTypes[16]
+	mi := &file_megha_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1552,7 @@ func (x *RequestKey) String() string {
 func (*RequestKey) ProtoMessage() {}
 
 func (x *RequestKey) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[16]
+	mi := &file_megha_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1565,7 @@ func (x *RequestKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestKey.ProtoReflect.Descriptor instead.
 func (*RequestKey) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RequestKey) GetTenant() string {
@@ -1361,7 +1593,7 @@ var File_megha_v1_command_proto protoreflect.FileDescriptor
 
 const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xa5\a\n" +
+	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xee\b\n" +
 	"\aCommand\x12;\n" +
 	"\n" +
 	"submit_job\x18\x01 \x01(\v2\x1a.megha.v1.SubmitJobCommandH\x00R\tsubmitJob\x12;\n" +
@@ -1384,7 +1616,11 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"updateTask\x12>\n" +
 	"\vstart_round\x18\r \x01(\v2\x1b.megha.v1.StartRoundCommandH\x00R\n" +
 	"startRound\x12A\n" +
-	"\fcommit_round\x18\x0e \x01(\v2\x1c.megha.v1.CommitRoundCommandH\x00R\vcommitRoundB\x05\n" +
+	"\fcommit_round\x18\x0e \x01(\v2\x1c.megha.v1.CommitRoundCommandH\x00R\vcommitRound\x12D\n" +
+	"\rlease_created\x18\x0f \x01(\v2\x1d.megha.v1.LeaseCreatedCommandH\x00R\fleaseCreated\x12A\n" +
+	"\flease_closed\x18\x10 \x01(\v2\x1c.megha.v1.LeaseClosedCommandH\x00R\vleaseClosed\x12>\n" +
+	"\vlease_spend\x18\x11 \x01(\v2\x1b.megha.v1.LeaseSpendCommandH\x00R\n" +
+	"leaseSpendB\x05\n" +
 	"\x03cmd\"}\n" +
 	"\x12AssignTasksCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12$\n" +
@@ -1413,7 +1649,21 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x1aA\n" +
 	"\x13NextInnerStepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"A\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"h\n" +
+	"\x13LeaseCreatedCommand\x12%\n" +
+	"\x05lease\x18\x01 \x01(\v2\x0f.megha.v1.LeaseR\x05lease\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x96\x01\n" +
+	"\x12LeaseClosedCommand\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\tR\aleaseId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12!\n" +
+	"\fspent_micros\x18\x03 \x01(\x03R\vspentMicros\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd0\x01\n" +
+	"\x11LeaseSpendCommand\x12O\n" +
+	"\fspent_micros\x18\x01 \x03(\v2,.megha.v1.LeaseSpendCommand.SpentMicrosEntryR\vspentMicros\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x1a>\n" +
+	"\x10SpentMicrosEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"A\n" +
 	"\x15RegisterWorkerCommand\x12(\n" +
 	"\x06worker\x18\x01 \x01(\v2\x10.megha.v1.WorkerR\x06worker\"}\n" +
 	"\x11WorkerLostCommand\x12\x0e\n" +
@@ -1450,7 +1700,7 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\x13RemoveMemberCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +
 	"\vNoopCommand\x12\x18\n" +
-	"\apayload\x18\x01 \x01(\fR\apayload\"\xbc\x02\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\"\xe5\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12!\n" +
 	"\x04jobs\x18\x02 \x03(\v2\r.megha.v1.JobR\x04jobs\x12*\n" +
@@ -1460,7 +1710,8 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"throughput\x18\x06 \x03(\v2\x1c.megha.v1.GPUModelThroughputR\n" +
 	"throughput\x12$\n" +
-	"\x05tasks\x18\a \x03(\v2\x0e.megha.v1.TaskR\x05tasks\"Z\n" +
+	"\x05tasks\x18\a \x03(\v2\x0e.megha.v1.TaskR\x05tasks\x12'\n" +
+	"\x06leases\x18\b \x03(\v2\x0f.megha.v1.LeaseR\x06leases\"Z\n" +
 	"\n" +
 	"RequestKey\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
@@ -1480,84 +1731,98 @@ func file_megha_v1_command_proto_rawDescGZIP() []byte {
 	return file_megha_v1_command_proto_rawDescData
 }
 
-var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_megha_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                // 0: megha.v1.Command
 	(*AssignTasksCommand)(nil),     // 1: megha.v1.AssignTasksCommand
 	(*UpdateTaskCommand)(nil),      // 2: megha.v1.UpdateTaskCommand
 	(*StartRoundCommand)(nil),      // 3: megha.v1.StartRoundCommand
 	(*CommitRoundCommand)(nil),     // 4: megha.v1.CommitRoundCommand
-	(*RegisterWorkerCommand)(nil),  // 5: megha.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),      // 6: megha.v1.WorkerLostCommand
-	(*WorkerLeftCommand)(nil),      // 7: megha.v1.WorkerLeftCommand
-	(*SubmitJobsCommand)(nil),      // 8: megha.v1.SubmitJobsCommand
-	(*SubmitJobCommand)(nil),       // 9: megha.v1.SubmitJobCommand
-	(*CancelJobCommand)(nil),       // 10: megha.v1.CancelJobCommand
-	(*UpdateJobStatusCommand)(nil), // 11: megha.v1.UpdateJobStatusCommand
-	(*UpsertMemberCommand)(nil),    // 12: megha.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),    // 13: megha.v1.RemoveMemberCommand
-	(*NoopCommand)(nil),            // 14: megha.v1.NoopCommand
-	(*Snapshot)(nil),               // 15: megha.v1.Snapshot
-	(*RequestKey)(nil),             // 16: megha.v1.RequestKey
-	nil,                            // 17: megha.v1.CommitRoundCommand.NextInnerStepsEntry
-	(*Task)(nil),                   // 18: megha.v1.Task
-	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
-	(TaskState)(0),                 // 20: megha.v1.TaskState
-	(*Progress)(nil),               // 21: megha.v1.Progress
-	(*RoundMember)(nil),            // 22: megha.v1.RoundMember
-	(*RoundRecord)(nil),            // 23: megha.v1.RoundRecord
-	(*Worker)(nil),                 // 24: megha.v1.Worker
-	(*Job)(nil),                    // 25: megha.v1.Job
-	(JobState)(0),                  // 26: megha.v1.JobState
-	(*Member)(nil),                 // 27: megha.v1.Member
-	(*GPUModelThroughput)(nil),     // 28: megha.v1.GPUModelThroughput
+	(*LeaseCreatedCommand)(nil),    // 5: megha.v1.LeaseCreatedCommand
+	(*LeaseClosedCommand)(nil),     // 6: megha.v1.LeaseClosedCommand
+	(*LeaseSpendCommand)(nil),      // 7: megha.v1.LeaseSpendCommand
+	(*RegisterWorkerCommand)(nil),  // 8: megha.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),      // 9: megha.v1.WorkerLostCommand
+	(*WorkerLeftCommand)(nil),      // 10: megha.v1.WorkerLeftCommand
+	(*SubmitJobsCommand)(nil),      // 11: megha.v1.SubmitJobsCommand
+	(*SubmitJobCommand)(nil),       // 12: megha.v1.SubmitJobCommand
+	(*CancelJobCommand)(nil),       // 13: megha.v1.CancelJobCommand
+	(*UpdateJobStatusCommand)(nil), // 14: megha.v1.UpdateJobStatusCommand
+	(*UpsertMemberCommand)(nil),    // 15: megha.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),    // 16: megha.v1.RemoveMemberCommand
+	(*NoopCommand)(nil),            // 17: megha.v1.NoopCommand
+	(*Snapshot)(nil),               // 18: megha.v1.Snapshot
+	(*RequestKey)(nil),             // 19: megha.v1.RequestKey
+	nil,                            // 20: megha.v1.CommitRoundCommand.NextInnerStepsEntry
+	nil,                            // 21: megha.v1.LeaseSpendCommand.SpentMicrosEntry
+	(*Task)(nil),                   // 22: megha.v1.Task
+	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
+	(TaskState)(0),                 // 24: megha.v1.TaskState
+	(*Progress)(nil),               // 25: megha.v1.Progress
+	(*RoundMember)(nil),            // 26: megha.v1.RoundMember
+	(*RoundRecord)(nil),            // 27: megha.v1.RoundRecord
+	(*Lease)(nil),                  // 28: megha.v1.Lease
+	(*Worker)(nil),                 // 29: megha.v1.Worker
+	(*Job)(nil),                    // 30: megha.v1.Job
+	(JobState)(0),                  // 31: megha.v1.JobState
+	(*Member)(nil),                 // 32: megha.v1.Member
+	(*GPUModelThroughput)(nil),     // 33: megha.v1.GPUModelThroughput
 }
 var file_megha_v1_command_proto_depIdxs = []int32{
-	9,  // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
-	10, // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
-	11, // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
-	12, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
-	13, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
-	14, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
-	8,  // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
-	5,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
-	6,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
-	7,  // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
+	12, // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
+	13, // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
+	14, // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
+	15, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
+	16, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
+	17, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
+	11, // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
+	8,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
+	9,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
+	10, // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
 	1,  // 10: megha.v1.Command.assign_tasks:type_name -> megha.v1.AssignTasksCommand
 	2,  // 11: megha.v1.Command.update_task:type_name -> megha.v1.UpdateTaskCommand
 	3,  // 12: megha.v1.Command.start_round:type_name -> megha.v1.StartRoundCommand
 	4,  // 13: megha.v1.Command.commit_round:type_name -> megha.v1.CommitRoundCommand
-	18, // 14: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
-	19, // 15: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
-	20, // 16: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
-	21, // 17: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
-	19, // 18: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
-	22, // 19: megha.v1.StartRoundCommand.members:type_name -> megha.v1.RoundMember
-	19, // 20: megha.v1.StartRoundCommand.at:type_name -> google.protobuf.Timestamp
-	23, // 21: megha.v1.CommitRoundCommand.record:type_name -> megha.v1.RoundRecord
-	17, // 22: megha.v1.CommitRoundCommand.next_inner_steps:type_name -> megha.v1.CommitRoundCommand.NextInnerStepsEntry
-	19, // 23: megha.v1.CommitRoundCommand.at:type_name -> google.protobuf.Timestamp
-	24, // 24: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
-	19, // 25: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
-	19, // 26: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
-	9,  // 27: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
-	25, // 28: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
-	19, // 29: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
-	26, // 30: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
-	21, // 31: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
-	19, // 32: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
-	27, // 33: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
-	25, // 34: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
-	27, // 35: megha.v1.Snapshot.members:type_name -> megha.v1.Member
-	16, // 36: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
-	24, // 37: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
-	28, // 38: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
-	18, // 39: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	5,  // 14: megha.v1.Command.lease_created:type_name -> megha.v1.LeaseCreatedCommand
+	6,  // 15: megha.v1.Command.lease_closed:type_name -> megha.v1.LeaseClosedCommand
+	7,  // 16: megha.v1.Command.lease_spend:type_name -> megha.v1.LeaseSpendCommand
+	22, // 17: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
+	23, // 18: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
+	24, // 19: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
+	25, // 20: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
+	23, // 21: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
+	26, // 22: megha.v1.StartRoundCommand.members:type_name -> megha.v1.RoundMember
+	23, // 23: megha.v1.StartRoundCommand.at:type_name -> google.protobuf.Timestamp
+	27, // 24: megha.v1.CommitRoundCommand.record:type_name -> megha.v1.RoundRecord
+	20, // 25: megha.v1.CommitRoundCommand.next_inner_steps:type_name -> megha.v1.CommitRoundCommand.NextInnerStepsEntry
+	23, // 26: megha.v1.CommitRoundCommand.at:type_name -> google.protobuf.Timestamp
+	28, // 27: megha.v1.LeaseCreatedCommand.lease:type_name -> megha.v1.Lease
+	23, // 28: megha.v1.LeaseCreatedCommand.at:type_name -> google.protobuf.Timestamp
+	23, // 29: megha.v1.LeaseClosedCommand.at:type_name -> google.protobuf.Timestamp
+	21, // 30: megha.v1.LeaseSpendCommand.spent_micros:type_name -> megha.v1.LeaseSpendCommand.SpentMicrosEntry
+	23, // 31: megha.v1.LeaseSpendCommand.at:type_name -> google.protobuf.Timestamp
+	29, // 32: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
+	23, // 33: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
+	23, // 34: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
+	12, // 35: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
+	30, // 36: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
+	23, // 37: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
+	31, // 38: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
+	25, // 39: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
+	23, // 40: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
+	32, // 41: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
+	30, // 42: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
+	32, // 43: megha.v1.Snapshot.members:type_name -> megha.v1.Member
+	19, // 44: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
+	29, // 45: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
+	33, // 46: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
+	22, // 47: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
+	28, // 48: megha.v1.Snapshot.leases:type_name -> megha.v1.Lease
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_command_proto_init() }
@@ -1581,6 +1846,9 @@ func file_megha_v1_command_proto_init() {
 		(*Command_UpdateTask)(nil),
 		(*Command_StartRound)(nil),
 		(*Command_CommitRound)(nil),
+		(*Command_LeaseCreated)(nil),
+		(*Command_LeaseClosed)(nil),
+		(*Command_LeaseSpend)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1588,7 +1856,7 @@ func file_megha_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_command_proto_rawDesc), len(file_megha_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

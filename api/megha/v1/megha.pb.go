@@ -253,6 +253,56 @@ func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_megha_v1_megha_proto_rawDescGZIP(), []int{3}
 }
 
+// LeaseState is a market lease's place in the coordinator's books.
+type LeaseState int32
+
+const (
+	LeaseState_LEASE_STATE_UNSPECIFIED LeaseState = 0
+	LeaseState_LEASE_STATE_ACTIVE      LeaseState = 1
+	LeaseState_LEASE_STATE_CLOSED      LeaseState = 2
+)
+
+// Enum value maps for LeaseState.
+var (
+	LeaseState_name = map[int32]string{
+		0: "LEASE_STATE_UNSPECIFIED",
+		1: "LEASE_STATE_ACTIVE",
+		2: "LEASE_STATE_CLOSED",
+	}
+	LeaseState_value = map[string]int32{
+		"LEASE_STATE_UNSPECIFIED": 0,
+		"LEASE_STATE_ACTIVE":      1,
+		"LEASE_STATE_CLOSED":      2,
+	}
+)
+
+func (x LeaseState) Enum() *LeaseState {
+	p := new(LeaseState)
+	*p = x
+	return p
+}
+
+func (x LeaseState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LeaseState) Descriptor() protoreflect.EnumDescriptor {
+	return file_megha_v1_megha_proto_enumTypes[4].Descriptor()
+}
+
+func (LeaseState) Type() protoreflect.EnumType {
+	return &file_megha_v1_megha_proto_enumTypes[4]
+}
+
+func (x LeaseState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LeaseState.Descriptor instead.
+func (LeaseState) EnumDescriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{4}
+}
+
 // WorkerState is a worker's place in its lifecycle:
 //
 //	Ready ──SIGTERM──▶ Left
@@ -296,11 +346,11 @@ func (x WorkerState) String() string {
 }
 
 func (WorkerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_megha_v1_megha_proto_enumTypes[4].Descriptor()
+	return file_megha_v1_megha_proto_enumTypes[5].Descriptor()
 }
 
 func (WorkerState) Type() protoreflect.EnumType {
-	return &file_megha_v1_megha_proto_enumTypes[4]
+	return &file_megha_v1_megha_proto_enumTypes[5]
 }
 
 func (x WorkerState) Number() protoreflect.EnumNumber {
@@ -309,7 +359,7 @@ func (x WorkerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerState.Descriptor instead.
 func (WorkerState) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{4}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{5}
 }
 
 // TaskState is a task's place in its lifecycle:
@@ -365,11 +415,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_megha_v1_megha_proto_enumTypes[5].Descriptor()
+	return file_megha_v1_megha_proto_enumTypes[6].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_megha_v1_megha_proto_enumTypes[5]
+	return &file_megha_v1_megha_proto_enumTypes[6]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -378,7 +428,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{6}
 }
 
 // Suffrage of a Raft member. Only add at the end.
@@ -418,11 +468,11 @@ func (x Suffrage) String() string {
 }
 
 func (Suffrage) Descriptor() protoreflect.EnumDescriptor {
-	return file_megha_v1_megha_proto_enumTypes[6].Descriptor()
+	return file_megha_v1_megha_proto_enumTypes[7].Descriptor()
 }
 
 func (Suffrage) Type() protoreflect.EnumType {
-	return &file_megha_v1_megha_proto_enumTypes[6]
+	return &file_megha_v1_megha_proto_enumTypes[7]
 }
 
 func (x Suffrage) Number() protoreflect.EnumNumber {
@@ -431,7 +481,7 @@ func (x Suffrage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Suffrage.Descriptor instead.
 func (Suffrage) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{7}
 }
 
 type RoundOutcome_Decision int32
@@ -470,11 +520,11 @@ func (x RoundOutcome_Decision) String() string {
 }
 
 func (RoundOutcome_Decision) Descriptor() protoreflect.EnumDescriptor {
-	return file_megha_v1_megha_proto_enumTypes[7].Descriptor()
+	return file_megha_v1_megha_proto_enumTypes[8].Descriptor()
 }
 
 func (RoundOutcome_Decision) Type() protoreflect.EnumType {
-	return &file_megha_v1_megha_proto_enumTypes[7]
+	return &file_megha_v1_megha_proto_enumTypes[8]
 }
 
 func (x RoundOutcome_Decision) Number() protoreflect.EnumNumber {
@@ -483,7 +533,7 @@ func (x RoundOutcome_Decision) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoundOutcome_Decision.Descriptor instead.
 func (RoundOutcome_Decision) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47, 0}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50, 0}
 }
 
 // JobSpec is what a user submits. Every field is optional on the wire; the
@@ -1825,6 +1875,188 @@ func (x *Job) GetModifyIndex() uint64 {
 	return 0
 }
 
+// Lease is a market lease the coordinator holds for a job: one worker's
+// GPUs from one provider, paid from escrow.
+type Lease struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	Id                    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // the market's lease ID
+	JobId                 string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	OrderId               string                 `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Provider              string                 `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"` // bech32 address
+	ProviderName          string                 `protobuf:"bytes,5,opt,name=provider_name,json=providerName,proto3" json:"provider_name,omitempty"`
+	GpuModel              string                 `protobuf:"bytes,6,opt,name=gpu_model,json=gpuModel,proto3" json:"gpu_model,omitempty"`
+	Gpus                  uint32                 `protobuf:"varint,7,opt,name=gpus,proto3" json:"gpus,omitempty"`
+	Region                string                 `protobuf:"bytes,8,opt,name=region,proto3" json:"region,omitempty"`
+	PricePerBlock         string                 `protobuf:"bytes,9,opt,name=price_per_block,json=pricePerBlock,proto3" json:"price_per_block,omitempty"`                               // exact, as the market quotes it, e.g. "1234.5uusdc"
+	PricePerGpuHourMicros int64                  `protobuf:"varint,10,opt,name=price_per_gpu_hour_micros,json=pricePerGpuHourMicros,proto3" json:"price_per_gpu_hour_micros,omitempty"` // for people: USD millionths per GPU-hour
+	DepositMicros         int64                  `protobuf:"varint,11,opt,name=deposit_micros,json=depositMicros,proto3" json:"deposit_micros,omitempty"`                               // put in escrow when accepted
+	SpentMicros           int64                  `protobuf:"varint,12,opt,name=spent_micros,json=spentMicros,proto3" json:"spent_micros,omitempty"`                                     // drawn from escrow, as last reported
+	State                 LeaseState             `protobuf:"varint,13,opt,name=state,proto3,enum=megha.v1.LeaseState" json:"state,omitempty"`
+	CreatedAt             *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ClosedAt              *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
+	CloseReason           string                 `protobuf:"bytes,16,opt,name=close_reason,json=closeReason,proto3" json:"close_reason,omitempty"`
+	Selection             string                 `protobuf:"bytes,17,opt,name=selection,proto3" json:"selection,omitempty"` // the selector's one-line reason for choosing it
+	Emulated              bool                   `protobuf:"varint,18,opt,name=emulated,proto3" json:"emulated,omitempty"`  // the provider runs emulated GPUs (the embedded market)
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *Lease) Reset() {
+	*x = Lease{}
+	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lease) ProtoMessage() {}
+
+func (x *Lease) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lease.ProtoReflect.Descriptor instead.
+func (*Lease) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Lease) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Lease) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Lease) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *Lease) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Lease) GetProviderName() string {
+	if x != nil {
+		return x.ProviderName
+	}
+	return ""
+}
+
+func (x *Lease) GetGpuModel() string {
+	if x != nil {
+		return x.GpuModel
+	}
+	return ""
+}
+
+func (x *Lease) GetGpus() uint32 {
+	if x != nil {
+		return x.Gpus
+	}
+	return 0
+}
+
+func (x *Lease) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Lease) GetPricePerBlock() string {
+	if x != nil {
+		return x.PricePerBlock
+	}
+	return ""
+}
+
+func (x *Lease) GetPricePerGpuHourMicros() int64 {
+	if x != nil {
+		return x.PricePerGpuHourMicros
+	}
+	return 0
+}
+
+func (x *Lease) GetDepositMicros() int64 {
+	if x != nil {
+		return x.DepositMicros
+	}
+	return 0
+}
+
+func (x *Lease) GetSpentMicros() int64 {
+	if x != nil {
+		return x.SpentMicros
+	}
+	return 0
+}
+
+func (x *Lease) GetState() LeaseState {
+	if x != nil {
+		return x.State
+	}
+	return LeaseState_LEASE_STATE_UNSPECIFIED
+}
+
+func (x *Lease) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Lease) GetClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return nil
+}
+
+func (x *Lease) GetCloseReason() string {
+	if x != nil {
+		return x.CloseReason
+	}
+	return ""
+}
+
+func (x *Lease) GetSelection() string {
+	if x != nil {
+		return x.Selection
+	}
+	return ""
+}
+
+func (x *Lease) GetEmulated() bool {
+	if x != nil {
+		return x.Emulated
+	}
+	return false
+}
+
 type SubmitJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *JobSpec               `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
@@ -1837,7 +2069,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	mi := &file_megha_v1_megha_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2081,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	mi := &file_megha_v1_megha_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2094,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{15}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -1889,7 +2121,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[16]
+	mi := &file_megha_v1_megha_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2133,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[16]
+	mi := &file_megha_v1_megha_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2146,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{16}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -1941,7 +2173,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[17]
+	mi := &file_megha_v1_megha_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1953,7 +2185,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[17]
+	mi := &file_megha_v1_megha_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1966,7 +2198,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{17}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -1996,7 +2228,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[18]
+	mi := &file_megha_v1_megha_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2240,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[18]
+	mi := &file_megha_v1_megha_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2253,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{18}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListJobsRequest) GetTenant() string {
@@ -2069,7 +2301,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[19]
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2313,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[19]
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2326,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{19}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2121,7 +2353,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2365,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2378,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2172,7 +2404,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2416,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2429,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2218,7 +2450,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2462,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2475,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -2273,7 +2505,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2517,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2530,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GPU) GetUuid() string {
@@ -2406,7 +2638,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2418,7 +2650,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2431,7 +2663,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Worker) GetId() string {
@@ -2551,7 +2783,7 @@ type Throughput struct {
 
 func (x *Throughput) Reset() {
 	*x = Throughput{}
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2795,7 @@ func (x *Throughput) String() string {
 func (*Throughput) ProtoMessage() {}
 
 func (x *Throughput) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2808,7 @@ func (x *Throughput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Throughput.ProtoReflect.Descriptor instead.
 func (*Throughput) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Throughput) GetSamplesPerSecond() float64 {
@@ -2617,7 +2849,7 @@ type GPUModelThroughput struct {
 
 func (x *GPUModelThroughput) Reset() {
 	*x = GPUModelThroughput{}
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +2861,7 @@ func (x *GPUModelThroughput) String() string {
 func (*GPUModelThroughput) ProtoMessage() {}
 
 func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +2874,7 @@ func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUModelThroughput.ProtoReflect.Descriptor instead.
 func (*GPUModelThroughput) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GPUModelThroughput) GetModel() string {
@@ -2712,7 +2944,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2956,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2969,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RegisterWorkerRequest) GetAgentKey() string {
@@ -2807,7 +3039,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3051,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3064,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() string {
@@ -2868,7 +3100,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2880,7 +3112,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2893,7 +3125,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -2935,7 +3167,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2947,7 +3179,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2960,7 +3192,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2994,7 +3226,7 @@ type AssignmentsRequest struct {
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3238,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3251,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AssignmentsRequest) GetWorkerId() string {
@@ -3057,7 +3289,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3069,7 +3301,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3082,7 +3314,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Task) GetId() string {
@@ -3186,7 +3418,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3430,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3443,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -3286,7 +3518,7 @@ type ProgressReport struct {
 
 func (x *ProgressReport) Reset() {
 	*x = ProgressReport{}
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3530,7 @@ func (x *ProgressReport) String() string {
 func (*ProgressReport) ProtoMessage() {}
 
 func (x *ProgressReport) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3543,7 @@ func (x *ProgressReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressReport.ProtoReflect.Descriptor instead.
 func (*ProgressReport) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ProgressReport) GetWorkerId() string {
@@ -3371,7 +3603,7 @@ type ProgressAck struct {
 
 func (x *ProgressAck) Reset() {
 	*x = ProgressAck{}
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3383,7 +3615,7 @@ func (x *ProgressAck) String() string {
 func (*ProgressAck) ProtoMessage() {}
 
 func (x *ProgressAck) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3396,7 +3628,7 @@ func (x *ProgressAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressAck.ProtoReflect.Descriptor instead.
 func (*ProgressAck) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
 }
 
 type LeaveRequest struct {
@@ -3410,7 +3642,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3422,7 +3654,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3435,7 +3667,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LeaveRequest) GetWorkerId() string {
@@ -3467,7 +3699,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3711,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3724,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
 }
 
 type TaskLogsRequest struct {
@@ -3508,7 +3740,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3520,7 +3752,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3533,7 +3765,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskLogsRequest) GetJobId() string {
@@ -3582,7 +3814,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3826,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3839,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3631,6 +3863,94 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+type ListLeasesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLeasesRequest) Reset() {
+	*x = ListLeasesRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLeasesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLeasesRequest) ProtoMessage() {}
+
+func (x *ListLeasesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLeasesRequest.ProtoReflect.Descriptor instead.
+func (*ListLeasesRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListLeasesRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+type ListLeasesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leases        []*Lease               `protobuf:"bytes,1,rep,name=leases,proto3" json:"leases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLeasesResponse) Reset() {
+	*x = ListLeasesResponse{}
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLeasesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLeasesResponse) ProtoMessage() {}
+
+func (x *ListLeasesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLeasesResponse.ProtoReflect.Descriptor instead.
+func (*ListLeasesResponse) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListLeasesResponse) GetLeases() []*Lease {
+	if x != nil {
+		return x.Leases
+	}
+	return nil
+}
+
 type ListTasksRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -3640,7 +3960,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3652,7 +3972,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3665,7 +3985,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -3684,7 +4004,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3696,7 +4016,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3709,7 +4029,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -3728,7 +4048,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3740,7 +4060,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3753,7 +4073,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListWorkersRequest) GetStates() []WorkerState {
@@ -3773,7 +4093,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3785,7 +4105,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3798,7 +4118,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -3829,7 +4149,7 @@ type JoinRoundRequest struct {
 
 func (x *JoinRoundRequest) Reset() {
 	*x = JoinRoundRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3841,7 +4161,7 @@ func (x *JoinRoundRequest) String() string {
 func (*JoinRoundRequest) ProtoMessage() {}
 
 func (x *JoinRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3854,7 +4174,7 @@ func (x *JoinRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRoundRequest.ProtoReflect.Descriptor instead.
 func (*JoinRoundRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *JoinRoundRequest) GetWorkerId() string {
@@ -3915,7 +4235,7 @@ type RoundPlan struct {
 
 func (x *RoundPlan) Reset() {
 	*x = RoundPlan{}
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3927,7 +4247,7 @@ func (x *RoundPlan) String() string {
 func (*RoundPlan) ProtoMessage() {}
 
 func (x *RoundPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3940,7 +4260,7 @@ func (x *RoundPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundPlan.ProtoReflect.Descriptor instead.
 func (*RoundPlan) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RoundPlan) GetReady() bool {
@@ -4011,7 +4331,7 @@ type FinishRoundRequest struct {
 
 func (x *FinishRoundRequest) Reset() {
 	*x = FinishRoundRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4023,7 +4343,7 @@ func (x *FinishRoundRequest) String() string {
 func (*FinishRoundRequest) ProtoMessage() {}
 
 func (x *FinishRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4036,7 +4356,7 @@ func (x *FinishRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishRoundRequest.ProtoReflect.Descriptor instead.
 func (*FinishRoundRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *FinishRoundRequest) GetWorkerId() string {
@@ -4129,7 +4449,7 @@ type RoundOutcome struct {
 
 func (x *RoundOutcome) Reset() {
 	*x = RoundOutcome{}
-	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4461,7 @@ func (x *RoundOutcome) String() string {
 func (*RoundOutcome) ProtoMessage() {}
 
 func (x *RoundOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4474,7 @@ func (x *RoundOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundOutcome.ProtoReflect.Descriptor instead.
 func (*RoundOutcome) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RoundOutcome) GetDecision() RoundOutcome_Decision {
@@ -4204,7 +4524,7 @@ type AgentLogsRequest struct {
 
 func (x *AgentLogsRequest) Reset() {
 	*x = AgentLogsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[48]
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4216,7 +4536,7 @@ func (x *AgentLogsRequest) String() string {
 func (*AgentLogsRequest) ProtoMessage() {}
 
 func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[48]
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4229,7 +4549,7 @@ func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentLogsRequest.ProtoReflect.Descriptor instead.
 func (*AgentLogsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AgentLogsRequest) GetTaskId() string {
@@ -4274,7 +4594,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	mi := &file_megha_v1_megha_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4286,7 +4606,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	mi := &file_megha_v1_megha_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4299,7 +4619,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Member) GetId() string {
@@ -4345,7 +4665,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	mi := &file_megha_v1_megha_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4357,7 +4677,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	mi := &file_megha_v1_megha_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4370,7 +4690,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{53}
 }
 
 type MembersResponse struct {
@@ -4382,7 +4702,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	mi := &file_megha_v1_megha_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4394,7 +4714,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	mi := &file_megha_v1_megha_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4407,7 +4727,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -4425,7 +4745,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[52]
+	mi := &file_megha_v1_megha_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4437,7 +4757,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[52]
+	mi := &file_megha_v1_megha_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4450,7 +4770,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{52}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{55}
 }
 
 type LeaderResponse struct {
@@ -4462,7 +4782,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[53]
+	mi := &file_megha_v1_megha_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4474,7 +4794,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[53]
+	mi := &file_megha_v1_megha_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4487,7 +4807,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{53}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *LeaderResponse) GetLeader() *Member {
@@ -4505,7 +4825,7 @@ type RaftStatsRequest struct {
 
 func (x *RaftStatsRequest) Reset() {
 	*x = RaftStatsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[54]
+	mi := &file_megha_v1_megha_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4517,7 +4837,7 @@ func (x *RaftStatsRequest) String() string {
 func (*RaftStatsRequest) ProtoMessage() {}
 
 func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[54]
+	mi := &file_megha_v1_megha_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4530,7 +4850,7 @@ func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{54}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{57}
 }
 
 type RaftStatsResponse struct {
@@ -4543,7 +4863,7 @@ type RaftStatsResponse struct {
 
 func (x *RaftStatsResponse) Reset() {
 	*x = RaftStatsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[55]
+	mi := &file_megha_v1_megha_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4555,7 +4875,7 @@ func (x *RaftStatsResponse) String() string {
 func (*RaftStatsResponse) ProtoMessage() {}
 
 func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[55]
+	mi := &file_megha_v1_megha_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4568,7 +4888,7 @@ func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{55}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RaftStatsResponse) GetNodeId() string {
@@ -4596,7 +4916,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[56]
+	mi := &file_megha_v1_megha_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4608,7 +4928,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[56]
+	mi := &file_megha_v1_megha_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4621,7 +4941,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{56}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -4654,7 +4974,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[57]
+	mi := &file_megha_v1_megha_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4666,7 +4986,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[57]
+	mi := &file_megha_v1_megha_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4679,7 +4999,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{57}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AddVoterResponse) GetMembers() []*Member {
@@ -4698,7 +5018,7 @@ type RemoveVoterRequest struct {
 
 func (x *RemoveVoterRequest) Reset() {
 	*x = RemoveVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[58]
+	mi := &file_megha_v1_megha_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4710,7 +5030,7 @@ func (x *RemoveVoterRequest) String() string {
 func (*RemoveVoterRequest) ProtoMessage() {}
 
 func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[58]
+	mi := &file_megha_v1_megha_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4723,7 +5043,7 @@ func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{58}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RemoveVoterRequest) GetId() string {
@@ -4742,7 +5062,7 @@ type RemoveVoterResponse struct {
 
 func (x *RemoveVoterResponse) Reset() {
 	*x = RemoveVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[59]
+	mi := &file_megha_v1_megha_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4754,7 +5074,7 @@ func (x *RemoveVoterResponse) String() string {
 func (*RemoveVoterResponse) ProtoMessage() {}
 
 func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[59]
+	mi := &file_megha_v1_megha_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4767,7 +5087,7 @@ func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{59}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RemoveVoterResponse) GetMembers() []*Member {
@@ -4925,7 +5245,28 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x04spec\x18\x03 \x01(\v2\x11.megha.v1.JobSpecR\x04spec\x12+\n" +
 	"\x06status\x18\x04 \x01(\v2\x13.megha.v1.JobStatusR\x06status\x12!\n" +
 	"\fcreate_index\x18\x05 \x01(\x04R\vcreateIndex\x12!\n" +
-	"\fmodify_index\x18\x06 \x01(\x04R\vmodifyIndex\"X\n" +
+	"\fmodify_index\x18\x06 \x01(\x04R\vmodifyIndex\"\xfc\x04\n" +
+	"\x05Lease\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x19\n" +
+	"\border_id\x18\x03 \x01(\tR\aorderId\x12\x1a\n" +
+	"\bprovider\x18\x04 \x01(\tR\bprovider\x12#\n" +
+	"\rprovider_name\x18\x05 \x01(\tR\fproviderName\x12\x1b\n" +
+	"\tgpu_model\x18\x06 \x01(\tR\bgpuModel\x12\x12\n" +
+	"\x04gpus\x18\a \x01(\rR\x04gpus\x12\x16\n" +
+	"\x06region\x18\b \x01(\tR\x06region\x12&\n" +
+	"\x0fprice_per_block\x18\t \x01(\tR\rpricePerBlock\x128\n" +
+	"\x19price_per_gpu_hour_micros\x18\n" +
+	" \x01(\x03R\x15pricePerGpuHourMicros\x12%\n" +
+	"\x0edeposit_micros\x18\v \x01(\x03R\rdepositMicros\x12!\n" +
+	"\fspent_micros\x18\f \x01(\x03R\vspentMicros\x12*\n" +
+	"\x05state\x18\r \x01(\x0e2\x14.megha.v1.LeaseStateR\x05state\x129\n" +
+	"\n" +
+	"created_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x127\n" +
+	"\tclosed_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\bclosedAt\x12!\n" +
+	"\fclose_reason\x18\x10 \x01(\tR\vcloseReason\x12\x1c\n" +
+	"\tselection\x18\x11 \x01(\tR\tselection\x12\x1a\n" +
+	"\bemulated\x18\x12 \x01(\bR\bemulated\"X\n" +
 	"\x10SubmitJobRequest\x12%\n" +
 	"\x04spec\x18\x01 \x01(\v2\x11.megha.v1.JobSpecR\x04spec\x12\x1d\n" +
 	"\n" +
@@ -5083,7 +5424,11 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\bLogChunk\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
 	"\x04rank\x18\x02 \x01(\rR\x04rank\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\")\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"*\n" +
+	"\x11ListLeasesRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"=\n" +
+	"\x12ListLeasesResponse\x12'\n" +
+	"\x06leases\x18\x01 \x03(\v2\x0f.megha.v1.LeaseR\x06leases\")\n" +
 	"\x10ListTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"9\n" +
 	"\x11ListTasksResponse\x12$\n" +
@@ -5190,7 +5535,12 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x14JOB_STATE_RECOVERING\x10\x04\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x05\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x06\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\a*q\n" +
+	"\x13JOB_STATE_CANCELLED\x10\a*Y\n" +
+	"\n" +
+	"LeaseState\x12\x1b\n" +
+	"\x17LEASE_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12LEASE_STATE_ACTIVE\x10\x01\x12\x16\n" +
+	"\x12LEASE_STATE_CLOSED\x10\x02*q\n" +
 	"\vWorkerState\x12\x1c\n" +
 	"\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12WORKER_STATE_READY\x10\x01\x12\x15\n" +
@@ -5208,7 +5558,7 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
 	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
-	"\x10SUFFRAGE_STAGING\x10\x032\xab\x03\n" +
+	"\x10SUFFRAGE_STAGING\x10\x032\xf4\x03\n" +
 	"\n" +
 	"JobService\x12A\n" +
 	"\x06Submit\x12\x1a.megha.v1.SubmitJobRequest\x1a\x1b.megha.v1.SubmitJobResponse\x12-\n" +
@@ -5217,7 +5567,9 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x06Cancel\x12\x1a.megha.v1.CancelJobRequest\x1a\r.megha.v1.Job\x128\n" +
 	"\x05Watch\x12\x19.megha.v1.WatchJobRequest\x1a\x12.megha.v1.JobEvent0\x01\x12D\n" +
 	"\tListTasks\x12\x1a.megha.v1.ListTasksRequest\x1a\x1b.megha.v1.ListTasksResponse\x127\n" +
-	"\x04Logs\x12\x19.megha.v1.TaskLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xb9\x04\n" +
+	"\x04Logs\x12\x19.megha.v1.TaskLogsRequest\x1a\x12.megha.v1.LogChunk0\x01\x12G\n" +
+	"\n" +
+	"ListLeases\x12\x1b.megha.v1.ListLeasesRequest\x1a\x1c.megha.v1.ListLeasesResponse2\xb9\x04\n" +
 	"\rWorkerService\x12M\n" +
 	"\bRegister\x12\x1f.megha.v1.RegisterWorkerRequest\x1a .megha.v1.RegisterWorkerResponse\x12H\n" +
 	"\tHeartbeat\x12\x1a.megha.v1.HeartbeatRequest\x1a\x1b.megha.v1.HeartbeatResponse(\x010\x01\x12C\n" +
@@ -5248,196 +5600,206 @@ func file_megha_v1_megha_proto_rawDescGZIP() []byte {
 	return file_megha_v1_megha_proto_rawDescData
 }
 
-var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_megha_v1_megha_proto_goTypes = []any{
 	(JobKind)(0),                   // 0: megha.v1.JobKind
 	(SyncAlgorithm)(0),             // 1: megha.v1.SyncAlgorithm
 	(Compression)(0),               // 2: megha.v1.Compression
 	(JobState)(0),                  // 3: megha.v1.JobState
-	(WorkerState)(0),               // 4: megha.v1.WorkerState
-	(TaskState)(0),                 // 5: megha.v1.TaskState
-	(Suffrage)(0),                  // 6: megha.v1.Suffrage
-	(RoundOutcome_Decision)(0),     // 7: megha.v1.RoundOutcome.Decision
-	(*JobSpec)(nil),                // 8: megha.v1.JobSpec
-	(*ModelSpec)(nil),              // 9: megha.v1.ModelSpec
-	(*DataSpec)(nil),               // 10: megha.v1.DataSpec
-	(*Resources)(nil),              // 11: megha.v1.Resources
-	(*SyncSpec)(nil),               // 12: megha.v1.SyncSpec
-	(*StopCondition)(nil),          // 13: megha.v1.StopCondition
-	(*CheckpointSpec)(nil),         // 14: megha.v1.CheckpointSpec
-	(*Budget)(nil),                 // 15: megha.v1.Budget
-	(*Progress)(nil),               // 16: megha.v1.Progress
-	(*JobStatus)(nil),              // 17: megha.v1.JobStatus
-	(*TrainStatus)(nil),            // 18: megha.v1.TrainStatus
-	(*RoundMember)(nil),            // 19: megha.v1.RoundMember
-	(*MemberRound)(nil),            // 20: megha.v1.MemberRound
-	(*RoundRecord)(nil),            // 21: megha.v1.RoundRecord
-	(*Job)(nil),                    // 22: megha.v1.Job
-	(*SubmitJobRequest)(nil),       // 23: megha.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),      // 24: megha.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),          // 25: megha.v1.GetJobRequest
-	(*ListJobsRequest)(nil),        // 26: megha.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 27: megha.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),       // 28: megha.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),        // 29: megha.v1.WatchJobRequest
-	(*JobEvent)(nil),               // 30: megha.v1.JobEvent
-	(*GPU)(nil),                    // 31: megha.v1.GPU
-	(*Worker)(nil),                 // 32: megha.v1.Worker
-	(*Throughput)(nil),             // 33: megha.v1.Throughput
-	(*GPUModelThroughput)(nil),     // 34: megha.v1.GPUModelThroughput
-	(*RegisterWorkerRequest)(nil),  // 35: megha.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil), // 36: megha.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),       // 37: megha.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 38: megha.v1.HeartbeatResponse
-	(*AssignmentsRequest)(nil),     // 39: megha.v1.AssignmentsRequest
-	(*Task)(nil),                   // 40: megha.v1.Task
-	(*Assignment)(nil),             // 41: megha.v1.Assignment
-	(*ProgressReport)(nil),         // 42: megha.v1.ProgressReport
-	(*ProgressAck)(nil),            // 43: megha.v1.ProgressAck
-	(*LeaveRequest)(nil),           // 44: megha.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 45: megha.v1.LeaveResponse
-	(*TaskLogsRequest)(nil),        // 46: megha.v1.TaskLogsRequest
-	(*LogChunk)(nil),               // 47: megha.v1.LogChunk
-	(*ListTasksRequest)(nil),       // 48: megha.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 49: megha.v1.ListTasksResponse
-	(*ListWorkersRequest)(nil),     // 50: megha.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 51: megha.v1.ListWorkersResponse
-	(*JoinRoundRequest)(nil),       // 52: megha.v1.JoinRoundRequest
-	(*RoundPlan)(nil),              // 53: megha.v1.RoundPlan
-	(*FinishRoundRequest)(nil),     // 54: megha.v1.FinishRoundRequest
-	(*RoundOutcome)(nil),           // 55: megha.v1.RoundOutcome
-	(*AgentLogsRequest)(nil),       // 56: megha.v1.AgentLogsRequest
-	(*Member)(nil),                 // 57: megha.v1.Member
-	(*MembersRequest)(nil),         // 58: megha.v1.MembersRequest
-	(*MembersResponse)(nil),        // 59: megha.v1.MembersResponse
-	(*LeaderRequest)(nil),          // 60: megha.v1.LeaderRequest
-	(*LeaderResponse)(nil),         // 61: megha.v1.LeaderResponse
-	(*RaftStatsRequest)(nil),       // 62: megha.v1.RaftStatsRequest
-	(*RaftStatsResponse)(nil),      // 63: megha.v1.RaftStatsResponse
-	(*AddVoterRequest)(nil),        // 64: megha.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),       // 65: megha.v1.AddVoterResponse
-	(*RemoveVoterRequest)(nil),     // 66: megha.v1.RemoveVoterRequest
-	(*RemoveVoterResponse)(nil),    // 67: megha.v1.RemoveVoterResponse
-	nil,                            // 68: megha.v1.JobSpec.LabelsEntry
-	nil,                            // 69: megha.v1.ModelSpec.EnvEntry
-	nil,                            // 70: megha.v1.TrainStatus.InnerStepsEntry
-	nil,                            // 71: megha.v1.Assignment.EnvEntry
-	nil,                            // 72: megha.v1.RaftStatsResponse.StatsEntry
-	(*timestamppb.Timestamp)(nil),  // 73: google.protobuf.Timestamp
+	(LeaseState)(0),                // 4: megha.v1.LeaseState
+	(WorkerState)(0),               // 5: megha.v1.WorkerState
+	(TaskState)(0),                 // 6: megha.v1.TaskState
+	(Suffrage)(0),                  // 7: megha.v1.Suffrage
+	(RoundOutcome_Decision)(0),     // 8: megha.v1.RoundOutcome.Decision
+	(*JobSpec)(nil),                // 9: megha.v1.JobSpec
+	(*ModelSpec)(nil),              // 10: megha.v1.ModelSpec
+	(*DataSpec)(nil),               // 11: megha.v1.DataSpec
+	(*Resources)(nil),              // 12: megha.v1.Resources
+	(*SyncSpec)(nil),               // 13: megha.v1.SyncSpec
+	(*StopCondition)(nil),          // 14: megha.v1.StopCondition
+	(*CheckpointSpec)(nil),         // 15: megha.v1.CheckpointSpec
+	(*Budget)(nil),                 // 16: megha.v1.Budget
+	(*Progress)(nil),               // 17: megha.v1.Progress
+	(*JobStatus)(nil),              // 18: megha.v1.JobStatus
+	(*TrainStatus)(nil),            // 19: megha.v1.TrainStatus
+	(*RoundMember)(nil),            // 20: megha.v1.RoundMember
+	(*MemberRound)(nil),            // 21: megha.v1.MemberRound
+	(*RoundRecord)(nil),            // 22: megha.v1.RoundRecord
+	(*Job)(nil),                    // 23: megha.v1.Job
+	(*Lease)(nil),                  // 24: megha.v1.Lease
+	(*SubmitJobRequest)(nil),       // 25: megha.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),      // 26: megha.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),          // 27: megha.v1.GetJobRequest
+	(*ListJobsRequest)(nil),        // 28: megha.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),       // 29: megha.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),       // 30: megha.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),        // 31: megha.v1.WatchJobRequest
+	(*JobEvent)(nil),               // 32: megha.v1.JobEvent
+	(*GPU)(nil),                    // 33: megha.v1.GPU
+	(*Worker)(nil),                 // 34: megha.v1.Worker
+	(*Throughput)(nil),             // 35: megha.v1.Throughput
+	(*GPUModelThroughput)(nil),     // 36: megha.v1.GPUModelThroughput
+	(*RegisterWorkerRequest)(nil),  // 37: megha.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil), // 38: megha.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),       // 39: megha.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),      // 40: megha.v1.HeartbeatResponse
+	(*AssignmentsRequest)(nil),     // 41: megha.v1.AssignmentsRequest
+	(*Task)(nil),                   // 42: megha.v1.Task
+	(*Assignment)(nil),             // 43: megha.v1.Assignment
+	(*ProgressReport)(nil),         // 44: megha.v1.ProgressReport
+	(*ProgressAck)(nil),            // 45: megha.v1.ProgressAck
+	(*LeaveRequest)(nil),           // 46: megha.v1.LeaveRequest
+	(*LeaveResponse)(nil),          // 47: megha.v1.LeaveResponse
+	(*TaskLogsRequest)(nil),        // 48: megha.v1.TaskLogsRequest
+	(*LogChunk)(nil),               // 49: megha.v1.LogChunk
+	(*ListLeasesRequest)(nil),      // 50: megha.v1.ListLeasesRequest
+	(*ListLeasesResponse)(nil),     // 51: megha.v1.ListLeasesResponse
+	(*ListTasksRequest)(nil),       // 52: megha.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 53: megha.v1.ListTasksResponse
+	(*ListWorkersRequest)(nil),     // 54: megha.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),    // 55: megha.v1.ListWorkersResponse
+	(*JoinRoundRequest)(nil),       // 56: megha.v1.JoinRoundRequest
+	(*RoundPlan)(nil),              // 57: megha.v1.RoundPlan
+	(*FinishRoundRequest)(nil),     // 58: megha.v1.FinishRoundRequest
+	(*RoundOutcome)(nil),           // 59: megha.v1.RoundOutcome
+	(*AgentLogsRequest)(nil),       // 60: megha.v1.AgentLogsRequest
+	(*Member)(nil),                 // 61: megha.v1.Member
+	(*MembersRequest)(nil),         // 62: megha.v1.MembersRequest
+	(*MembersResponse)(nil),        // 63: megha.v1.MembersResponse
+	(*LeaderRequest)(nil),          // 64: megha.v1.LeaderRequest
+	(*LeaderResponse)(nil),         // 65: megha.v1.LeaderResponse
+	(*RaftStatsRequest)(nil),       // 66: megha.v1.RaftStatsRequest
+	(*RaftStatsResponse)(nil),      // 67: megha.v1.RaftStatsResponse
+	(*AddVoterRequest)(nil),        // 68: megha.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),       // 69: megha.v1.AddVoterResponse
+	(*RemoveVoterRequest)(nil),     // 70: megha.v1.RemoveVoterRequest
+	(*RemoveVoterResponse)(nil),    // 71: megha.v1.RemoveVoterResponse
+	nil,                            // 72: megha.v1.JobSpec.LabelsEntry
+	nil,                            // 73: megha.v1.ModelSpec.EnvEntry
+	nil,                            // 74: megha.v1.TrainStatus.InnerStepsEntry
+	nil,                            // 75: megha.v1.Assignment.EnvEntry
+	nil,                            // 76: megha.v1.RaftStatsResponse.StatsEntry
+	(*timestamppb.Timestamp)(nil),  // 77: google.protobuf.Timestamp
 }
 var file_megha_v1_megha_proto_depIdxs = []int32{
 	0,  // 0: megha.v1.JobSpec.kind:type_name -> megha.v1.JobKind
-	9,  // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
-	10, // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
-	11, // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
-	12, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
-	13, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
-	14, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
-	15, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
-	68, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
-	69, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
+	10, // 1: megha.v1.JobSpec.model:type_name -> megha.v1.ModelSpec
+	11, // 2: megha.v1.JobSpec.data:type_name -> megha.v1.DataSpec
+	12, // 3: megha.v1.JobSpec.resources:type_name -> megha.v1.Resources
+	13, // 4: megha.v1.JobSpec.sync:type_name -> megha.v1.SyncSpec
+	14, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
+	15, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
+	16, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
+	72, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
+	73, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
 	1,  // 10: megha.v1.SyncSpec.algorithm:type_name -> megha.v1.SyncAlgorithm
 	2,  // 11: megha.v1.SyncSpec.compression:type_name -> megha.v1.Compression
 	3,  // 12: megha.v1.JobStatus.state:type_name -> megha.v1.JobState
-	73, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
-	73, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
-	73, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	73, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
-	18, // 18: megha.v1.JobStatus.train:type_name -> megha.v1.TrainStatus
-	19, // 19: megha.v1.TrainStatus.members:type_name -> megha.v1.RoundMember
-	21, // 20: megha.v1.TrainStatus.rounds:type_name -> megha.v1.RoundRecord
-	70, // 21: megha.v1.TrainStatus.inner_steps:type_name -> megha.v1.TrainStatus.InnerStepsEntry
-	73, // 22: megha.v1.TrainStatus.round_started_at:type_name -> google.protobuf.Timestamp
-	20, // 23: megha.v1.RoundRecord.members:type_name -> megha.v1.MemberRound
-	73, // 24: megha.v1.RoundRecord.started_at:type_name -> google.protobuf.Timestamp
-	73, // 25: megha.v1.RoundRecord.committed_at:type_name -> google.protobuf.Timestamp
-	8,  // 26: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
-	17, // 27: megha.v1.Job.status:type_name -> megha.v1.JobStatus
-	8,  // 28: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
-	22, // 29: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
-	3,  // 30: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
-	22, // 31: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
-	22, // 32: megha.v1.JobEvent.job:type_name -> megha.v1.Job
-	31, // 33: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
-	4,  // 34: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
-	73, // 35: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
-	73, // 36: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
-	33, // 37: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
-	73, // 38: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
-	31, // 39: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
-	33, // 40: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
-	31, // 41: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
-	5,  // 42: megha.v1.Task.state:type_name -> megha.v1.TaskState
-	73, // 43: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
-	73, // 44: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	73, // 45: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	71, // 46: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
-	8,  // 47: megha.v1.Assignment.spec:type_name -> megha.v1.JobSpec
-	16, // 48: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
-	5,  // 49: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
-	40, // 50: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
-	4,  // 51: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
-	32, // 52: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
-	34, // 53: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
-	19, // 54: megha.v1.RoundPlan.members:type_name -> megha.v1.RoundMember
-	20, // 55: megha.v1.FinishRoundRequest.stats:type_name -> megha.v1.MemberRound
-	7,  // 56: megha.v1.RoundOutcome.decision:type_name -> megha.v1.RoundOutcome.Decision
-	53, // 57: megha.v1.RoundOutcome.retry:type_name -> megha.v1.RoundPlan
-	6,  // 58: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
-	57, // 59: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
-	57, // 60: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
-	72, // 61: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
-	57, // 62: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
-	57, // 63: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
-	23, // 64: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
-	25, // 65: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
-	26, // 66: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
-	28, // 67: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
-	29, // 68: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
-	48, // 69: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
-	46, // 70: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
-	35, // 71: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
-	37, // 72: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
-	39, // 73: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
-	42, // 74: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
-	44, // 75: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
-	50, // 76: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
-	52, // 77: megha.v1.WorkerService.JoinRound:input_type -> megha.v1.JoinRoundRequest
-	54, // 78: megha.v1.WorkerService.FinishRound:input_type -> megha.v1.FinishRoundRequest
-	56, // 79: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
-	58, // 80: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
-	60, // 81: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
-	62, // 82: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
-	64, // 83: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
-	66, // 84: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
-	24, // 85: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
-	22, // 86: megha.v1.JobService.Get:output_type -> megha.v1.Job
-	27, // 87: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
-	22, // 88: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
-	30, // 89: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
-	49, // 90: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
-	47, // 91: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
-	36, // 92: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
-	38, // 93: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
-	41, // 94: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
-	43, // 95: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
-	45, // 96: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
-	51, // 97: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
-	53, // 98: megha.v1.WorkerService.JoinRound:output_type -> megha.v1.RoundPlan
-	55, // 99: megha.v1.WorkerService.FinishRound:output_type -> megha.v1.RoundOutcome
-	47, // 100: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
-	59, // 101: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
-	61, // 102: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
-	63, // 103: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
-	65, // 104: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
-	67, // 105: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
-	85, // [85:106] is the sub-list for method output_type
-	64, // [64:85] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	77, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
+	77, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
+	77, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	77, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
+	17, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
+	19, // 18: megha.v1.JobStatus.train:type_name -> megha.v1.TrainStatus
+	20, // 19: megha.v1.TrainStatus.members:type_name -> megha.v1.RoundMember
+	22, // 20: megha.v1.TrainStatus.rounds:type_name -> megha.v1.RoundRecord
+	74, // 21: megha.v1.TrainStatus.inner_steps:type_name -> megha.v1.TrainStatus.InnerStepsEntry
+	77, // 22: megha.v1.TrainStatus.round_started_at:type_name -> google.protobuf.Timestamp
+	21, // 23: megha.v1.RoundRecord.members:type_name -> megha.v1.MemberRound
+	77, // 24: megha.v1.RoundRecord.started_at:type_name -> google.protobuf.Timestamp
+	77, // 25: megha.v1.RoundRecord.committed_at:type_name -> google.protobuf.Timestamp
+	9,  // 26: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
+	18, // 27: megha.v1.Job.status:type_name -> megha.v1.JobStatus
+	4,  // 28: megha.v1.Lease.state:type_name -> megha.v1.LeaseState
+	77, // 29: megha.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	77, // 30: megha.v1.Lease.closed_at:type_name -> google.protobuf.Timestamp
+	9,  // 31: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
+	23, // 32: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
+	3,  // 33: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
+	23, // 34: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
+	23, // 35: megha.v1.JobEvent.job:type_name -> megha.v1.Job
+	33, // 36: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
+	5,  // 37: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
+	77, // 38: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
+	77, // 39: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
+	35, // 40: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
+	77, // 41: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
+	33, // 42: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
+	35, // 43: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
+	33, // 44: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
+	6,  // 45: megha.v1.Task.state:type_name -> megha.v1.TaskState
+	77, // 46: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
+	77, // 47: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	77, // 48: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	75, // 49: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
+	9,  // 50: megha.v1.Assignment.spec:type_name -> megha.v1.JobSpec
+	17, // 51: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
+	6,  // 52: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
+	24, // 53: megha.v1.ListLeasesResponse.leases:type_name -> megha.v1.Lease
+	42, // 54: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
+	5,  // 55: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
+	34, // 56: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
+	36, // 57: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
+	20, // 58: megha.v1.RoundPlan.members:type_name -> megha.v1.RoundMember
+	21, // 59: megha.v1.FinishRoundRequest.stats:type_name -> megha.v1.MemberRound
+	8,  // 60: megha.v1.RoundOutcome.decision:type_name -> megha.v1.RoundOutcome.Decision
+	57, // 61: megha.v1.RoundOutcome.retry:type_name -> megha.v1.RoundPlan
+	7,  // 62: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
+	61, // 63: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
+	61, // 64: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
+	76, // 65: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
+	61, // 66: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
+	61, // 67: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
+	25, // 68: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
+	27, // 69: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
+	28, // 70: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
+	30, // 71: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
+	31, // 72: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
+	52, // 73: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
+	48, // 74: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
+	50, // 75: megha.v1.JobService.ListLeases:input_type -> megha.v1.ListLeasesRequest
+	37, // 76: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
+	39, // 77: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
+	41, // 78: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
+	44, // 79: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
+	46, // 80: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
+	54, // 81: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
+	56, // 82: megha.v1.WorkerService.JoinRound:input_type -> megha.v1.JoinRoundRequest
+	58, // 83: megha.v1.WorkerService.FinishRound:input_type -> megha.v1.FinishRoundRequest
+	60, // 84: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
+	62, // 85: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
+	64, // 86: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
+	66, // 87: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
+	68, // 88: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
+	70, // 89: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
+	26, // 90: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
+	23, // 91: megha.v1.JobService.Get:output_type -> megha.v1.Job
+	29, // 92: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
+	23, // 93: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
+	32, // 94: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
+	53, // 95: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
+	49, // 96: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
+	51, // 97: megha.v1.JobService.ListLeases:output_type -> megha.v1.ListLeasesResponse
+	38, // 98: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
+	40, // 99: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
+	43, // 100: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
+	45, // 101: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
+	47, // 102: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
+	55, // 103: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
+	57, // 104: megha.v1.WorkerService.JoinRound:output_type -> megha.v1.RoundPlan
+	59, // 105: megha.v1.WorkerService.FinishRound:output_type -> megha.v1.RoundOutcome
+	49, // 106: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
+	63, // 107: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
+	65, // 108: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
+	67, // 109: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
+	69, // 110: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
+	71, // 111: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
+	90, // [90:112] is the sub-list for method output_type
+	68, // [68:90] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_megha_proto_init() }
@@ -5450,8 +5812,8 @@ func file_megha_v1_megha_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_megha_proto_rawDesc), len(file_megha_v1_megha_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   65,
+			NumEnums:      9,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -28,13 +28,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	JobService_Submit_FullMethodName    = "/megha.v1.JobService/Submit"
-	JobService_Get_FullMethodName       = "/megha.v1.JobService/Get"
-	JobService_List_FullMethodName      = "/megha.v1.JobService/List"
-	JobService_Cancel_FullMethodName    = "/megha.v1.JobService/Cancel"
-	JobService_Watch_FullMethodName     = "/megha.v1.JobService/Watch"
-	JobService_ListTasks_FullMethodName = "/megha.v1.JobService/ListTasks"
-	JobService_Logs_FullMethodName      = "/megha.v1.JobService/Logs"
+	JobService_Submit_FullMethodName     = "/megha.v1.JobService/Submit"
+	JobService_Get_FullMethodName        = "/megha.v1.JobService/Get"
+	JobService_List_FullMethodName       = "/megha.v1.JobService/List"
+	JobService_Cancel_FullMethodName     = "/megha.v1.JobService/Cancel"
+	JobService_Watch_FullMethodName      = "/megha.v1.JobService/Watch"
+	JobService_ListTasks_FullMethodName  = "/megha.v1.JobService/ListTasks"
+	JobService_Logs_FullMethodName       = "/megha.v1.JobService/Logs"
+	JobService_ListLeases_FullMethodName = "/megha.v1.JobService/ListLeases"
 )
 
 // JobServiceClient is the client API for JobService service.
@@ -51,6 +52,9 @@ type JobServiceClient interface {
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// Logs streams a task's output from the worker that runs it.
 	Logs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogChunk], error)
+	// ListLeases returns the market leases held for a job (or, for admins,
+	// all jobs when job_id is empty).
+	ListLeases(ctx context.Context, in *ListLeasesRequest, opts ...grpc.CallOption) (*ListLeasesResponse, error)
 }
 
 type jobServiceClient struct {
@@ -149,6 +153,16 @@ func (c *jobServiceClient) Logs(ctx context.Context, in *TaskLogsRequest, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_LogsClient = grpc.ServerStreamingClient[LogChunk]
 
+func (c *jobServiceClient) ListLeases(ctx context.Context, in *ListLeasesRequest, opts ...grpc.CallOption) (*ListLeasesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLeasesResponse)
+	err := c.cc.Invoke(ctx, JobService_ListLeases_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility.
@@ -163,6 +177,9 @@ type JobServiceServer interface {
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// Logs streams a task's output from the worker that runs it.
 	Logs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error
+	// ListLeases returns the market leases held for a job (or, for admins,
+	// all jobs when job_id is empty).
+	ListLeases(context.Context, *ListLeasesRequest) (*ListLeasesResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -193,6 +210,9 @@ func (UnimplementedJobServiceServer) ListTasks(context.Context, *ListTasksReques
 }
 func (UnimplementedJobServiceServer) Logs(*TaskLogsRequest, grpc.ServerStreamingServer[LogChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
+}
+func (UnimplementedJobServiceServer) ListLeases(context.Context, *ListLeasesRequest) (*ListLeasesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListLeases not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 func (UnimplementedJobServiceServer) testEmbeddedByValue()                    {}
@@ -327,6 +347,24 @@ func _JobService_Logs_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type JobService_LogsServer = grpc.ServerStreamingServer[LogChunk]
 
+func _JobService_ListLeases_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLeasesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListLeases(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobService_ListLeases_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListLeases(ctx, req.(*ListLeasesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobService_ServiceDesc is the grpc.ServiceDesc for JobService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -353,6 +391,10 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _JobService_ListTasks_Handler,
+		},
+		{
+			MethodName: "ListLeases",
+			Handler:    _JobService_ListLeases_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
