@@ -76,18 +76,18 @@ func (m *Market) publish(ev lease.Event) {
 			delete(m.subs, s)
 			close(s.lagged)
 			m.dropped++
-			m.log.Warn("event subscriber fell behind; disconnected", "buffer", EventBuffer)
+			m.log.Warn("event subscriber fell behind; disconnected", "buffer", m.cfg.EventBuffer)
 		}
 	}
 }
 
 // Events streams lease news to fn until ctx ends, fn fails, the market
-// closes, or the subscriber falls EventBuffer events behind (an error
+// closes, or the subscriber falls Config.EventBuffer events behind (an error
 // wrapping lease.ErrUnavailable: resubscribe and reconcile with Leases).
 // The subscription is in place when Events is entered: events from then
 // on are delivered.
 func (m *Market) Events(ctx context.Context, fn func(lease.Event) error) error {
-	s := &subscriber{ch: make(chan lease.Event, EventBuffer), lagged: make(chan struct{})}
+	s := &subscriber{ch: make(chan lease.Event, m.cfg.EventBuffer), lagged: make(chan struct{})}
 	if err := m.lock(); err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (m *Market) Events(ctx context.Context, fn func(lease.Event) error) error {
 		case <-m.done:
 			return errClosed
 		case <-s.lagged:
-			return fmt.Errorf("%w: event subscriber fell %d events behind; resubscribe and reconcile with Leases", lease.ErrUnavailable, EventBuffer)
+			return fmt.Errorf("%w: event subscriber fell %d events behind; resubscribe and reconcile with Leases", lease.ErrUnavailable, m.cfg.EventBuffer)
 		case ev := <-s.ch:
 			if err := fn(ev); err != nil {
 				return err

@@ -53,7 +53,7 @@
 // market lock and must only spawn; Stop runs in the background.
 //
 // Events fan out to every Events subscriber through a buffer of
-// EventBuffer events each. Blocks never wait for subscribers: one that
+// Config.EventBuffer events each. Blocks never wait for subscribers: one that
 // falls a full buffer behind is disconnected (its Events call returns an
 // error wrapping lease.ErrUnavailable) and must resubscribe and reconcile
 // with Leases.
@@ -70,7 +70,6 @@ import (
 	"time"
 
 	"cosmossdk.io/math"
-	"github.com/cosmos/cosmos-sdk/crypto/keyring"
 	sdk "github.com/cosmos/cosmos-sdk/types"
 	"github.com/megha-ml/megha/lease"
 )
@@ -81,8 +80,8 @@ const (
 	DefaultEscrowLowBlocks = 100
 	// DefaultTenantFundsUSD is what a new tenant account starts with.
 	DefaultTenantFundsUSD = 10_000
-	// EventBuffer is how many events a subscriber may fall behind.
-	EventBuffer = 1024
+	// DefaultEventBuffer is how many events a subscriber may fall behind.
+	DefaultEventBuffer = 1024
 )
 
 // Config configures a Market.
@@ -107,7 +106,10 @@ type Config struct {
 	// NoRandomFailures turns off failures drawn from the seed; Fail still
 	// works.
 	NoRandomFailures bool
-	Logger           *slog.Logger
+	// EventBuffer is how many events an Events subscriber may fall behind
+	// before it is disconnected (default 1024).
+	EventBuffer int
+	Logger      *slog.Logger
 }
 
 // Market is the embedded market. Its methods are safe for concurrent use.
@@ -174,6 +176,9 @@ func New(cfg Config) (*Market, error) {
 	if cfg.TenantFunds.Amount.IsNil() || cfg.TenantFunds.Amount.IsNegative() {
 		return nil, errors.New("sim: tenant funds must not be negative")
 	}
+	if cfg.EventBuffer <= 0 {
+		cfg.EventBuffer = DefaultEventBuffer
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -198,9 +203,8 @@ func New(cfg Config) (*Market, error) {
 			m.genesis = time.Now().UTC()
 		}
 	}
-	kr := lease.NewKeyring()
 	for _, spec := range cat.Providers {
-		p, err := newProvider(kr, spec, cfg.Seed)
+		p, err := newProvider(spec, cfg.Seed)
 		if err != nil {
 			return nil, err
 		}
@@ -215,8 +219,33 @@ func New(cfg Config) (*Market, error) {
 	return m, nil
 }
 
-func newProvider(kr keyring.Keyring, spec ProviderSpec, seed uint64) (*provider, error) {
-	s, err := lease.GenerateSigner(kr, "provider/"+spec.Name, ProviderKeySeed(seed, spec.Name))
+// providerKeys caches provider signers by key seed: deriving a key
+// (BIP-39 seed stretching) costs milliseconds, and tests make many
+// markets. Each key has its own keyring, written once and then only read.
+var providerKeys struct {
+	sync.Mutex
+	m map[string]*lease.Signer
+}
+
+func providerSigner(seed []byte) (*lease.Signer, error) {
+	providerKeys.Lock()
+	defer providerKeys.Unlock()
+	if s, ok := providerKeys.m[string(seed)]; ok {
+		return s, nil
+	}
+	s, err := lease.GenerateSigner(lease.NewKeyring(), "provider", seed)
+	if err != nil {
+		return nil, err
+	}
+	if providerKeys.m == nil {
+		providerKeys.m = make(map[string]*lease.Signer)
+	}
+	providerKeys.m[string(seed)] = s
+	return s, nil
+}
+
+func newProvider(spec ProviderSpec, seed uint64) (*provider, error) {
+	s, err := providerSigner(ProviderKeySeed(seed, spec.Name))
 	if err != nil {
 		return nil, fmt.Errorf("sim: provider %s: key: %w", spec.Name, err)
 	}
