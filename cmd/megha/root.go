@@ -62,6 +62,7 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newLeasesCmd(g),
 		newLogsCmd(g),
 		newMarketCmd(g),
+		newMarketCmd(g),
 	)
 	return root
 }
