@@ -62,7 +62,6 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newLeasesCmd(g),
 		newLogsCmd(g),
 		newMarketCmd(g),
-		newMarketCmd(g),
 	)
 	return root
 }
