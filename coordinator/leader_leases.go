@@ -75,9 +75,10 @@ type leaseManager struct {
 }
 
 type openOrder struct {
-	id     string
-	opened time.Time
-	want   int
+	id      string
+	opened  time.Time
+	want    int
+	deposit int64 // µUSD put in escrow per lease accepted from it
 }
 
 func newLeaseManager(n *Node, cfg MarketConfig) *leaseManager {
@@ -205,14 +206,15 @@ func (m *leaseManager) openOrder(ctx context.Context, j *meghav1.Job, gap int) {
 	deposit := int64(float64(maxPrice*int64(gpus)) * m.cfg.DepositHours)
 	if b := j.Spec.GetBudget().GetMaxSpendMicros(); b > 0 {
 		left := b - m.n.fsm.State().committedMicros(j.Id)
-		if left <= 0 {
-			m.wait(ctx, j, "budget exhausted: every dollar of the budget is spent or held in escrow")
-			return
-		}
-		deposit = min(deposit, left/int64(gap))
+		deposit = min(deposit, max(left, 0)/int64(gap))
 	}
-	if deposit <= 0 {
-		m.wait(ctx, j, "budget too small for one more lease")
+	// A deposit that pays for fewer than minBlocks blocks at the price cap
+	// would close its lease almost at once: the budget is as good as spent.
+	const minBlocks = 10
+	minDeposit := int64(float64(maxPrice*int64(gpus)) * float64(minBlocks) * m.params.BlockTime.Hours())
+	if deposit < max(minDeposit, 1) {
+		m.wait(ctx, j, fmt.Sprintf("budget exhausted: %s left, less than %d blocks of a lease at the price cap",
+			usdMicros(max(deposit*int64(gap), 0)), minBlocks))
 		return
 	}
 	order := lease.Order{Tenant: m.cfg.Tenant.Address(), GPUModels: res.GetGpuModels(), GPUsPerWorker: gpus, Workers: gap,
@@ -231,7 +233,7 @@ func (m *leaseManager) openOrder(ctx context.Context, j *meghav1.Job, gap int) {
 		return
 	}
 	m.mu.Lock()
-	m.orders[j.Id] = &openOrder{id: order.ID, opened: time.Now(), want: gap}
+	m.orders[j.Id] = &openOrder{id: order.ID, opened: time.Now(), want: gap, deposit: deposit}
 	m.fails[j.Id] = 0
 	m.mu.Unlock()
 	m.wait(ctx, j, fmt.Sprintf("order %s open for %d workers; collecting bids for %v", order.ID, gap, m.cfg.BidWindow))
@@ -297,13 +299,11 @@ func (m *leaseManager) choose(ctx context.Context, j *meghav1.Job, o *openOrder,
 
 // accept takes one lease from a bid and records it in Raft.
 func (m *leaseManager) accept(ctx context.Context, j *meghav1.Job, o *openOrder, b lease.Bid, why string) error {
-	gpus := max(b.GPUs, 1)
-	perHour := lease.PerGPUHour(b.PricePerBlock, gpus, m.params.BlockTime)
-	deposit := int64(float64(lease.ToMicroUSD(perHour)*int64(gpus)) * m.cfg.DepositHours)
+	perHour := lease.PerGPUHour(b.PricePerBlock, max(b.GPUs, 1), m.params.BlockTime)
 	if bud := j.Spec.GetBudget().GetMaxSpendMicros(); bud > 0 {
-		if left := bud - m.n.fsm.State().committedMicros(j.Id); deposit > left {
+		if left := bud - m.n.fsm.State().committedMicros(j.Id); o.deposit > left {
 			return fmt.Errorf("%w: a lease from %s needs %s in escrow, %s of the budget is left", ErrBudget, b.ProviderName,
-				usdMicros(deposit), usdMicros(left))
+				usdMicros(o.deposit), usdMicros(left))
 		}
 	}
 	req, err := lease.SignAccept(m.cfg.Tenant, lease.AcceptRequest{Tenant: m.cfg.Tenant.Address(), OrderID: o.id, BidID: b.ID, Count: 1})
