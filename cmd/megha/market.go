@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	sdkmath "cosmossdk.io/math"
 	"github.com/megha-ml/megha/lease"
 	"github.com/megha-ml/megha/lease/grpcmarket"
 	"github.com/megha-ml/megha/lease/sim"
@@ -423,7 +424,7 @@ selector: whether it would be chosen for --want leases, and why. Selectors: ` +
 			rows := make([][]string, 0, len(bids))
 			for _, b := range bids {
 				rows = append(rows, []string{b.ID, orDash(b.ProviderName), fmt.Sprintf("%d× %s", b.GPUs, b.GPUModel),
-					fmt.Sprint(b.Count), lease.Format(lease.PerGPUHour(b.PricePerBlock, b.GPUs, p.BlockTime)),
+					fmt.Sprint(b.Count), gpuHourPrice(b, p.BlockTime),
 					orDash(b.Region), fmt.Sprintf("%.1f%%", 100*b.Reliability)})
 			}
 			if err := table(out, []string{"BID", "PROVIDER", "GPUS/LEASE", "LEASES", "PRICE/GPU-HOUR", "REGION", "RELIABILITY"}, rows); err != nil {
@@ -441,6 +442,19 @@ selector: whether it would be chosen for --want leases, and why. Selectors: ` +
 	fl.IntVar(&want, "want", 1, "leases wanted, for the selector's choice")
 	fl.StringVar(&region, "region", "", "your region, for the nearest selector")
 	return cmd
+}
+
+// gpuHourPrice renders a bid's price per GPU-hour to the whole micro-unit
+// ($0.000001): a price per block is a rounded 18-decimal quotient, and
+// turning it back into an hourly price shows the rounding in its last
+// digits ("$0.329650999999999999").
+func gpuHourPrice(b lease.Bid, blockTime time.Duration) string {
+	h := lease.PerGPUHour(b.PricePerBlock, b.GPUs, blockTime)
+	if h.Amount.IsNil() {
+		return "-"
+	}
+	h.Amount = sdkmath.LegacyNewDecFromInt(h.Amount.RoundInt())
+	return lease.Format(h)
 }
 
 type bidJSON struct {
