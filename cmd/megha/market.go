@@ -144,7 +144,19 @@ func runMarketServe(cmd *cobra.Command, g *globals, f *marketServeFlags) error {
 		if f.dataDir == "" {
 			f.dataDir = filepath.Join("megha-data", "market")
 		}
-		cfg.Launcher = &sim.ExecLauncher{Bin: bin, Coordinator: g.coordinator, Token: g.token, DataDir: f.dataDir}
+		dir, err := filepath.Abs(f.dataDir)
+		if err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		tok := g.token
+		if tok == "" && g.tokenFile != "" {
+			b, err := os.ReadFile(g.tokenFile)
+			if err != nil {
+				return fmt.Errorf("--token-file: %w", err)
+			}
+			tok = strings.TrimSpace(string(b))
+		}
+		cfg.Launcher = &sim.ExecLauncher{Bin: bin, Coordinator: g.coordinator, Token: tok, DataDir: dir}
 	}
 	lis, err := net.Listen("tcp", f.listen)
 	if err != nil {
