@@ -36,6 +36,7 @@ type coordinatorFlags struct {
 	readyFile                    string
 	hbInterval, lostFloor, grace time.Duration
 	workerPhi                    float64
+	market                       marketFlags
 }
 
 func newCoordinatorCmd() *cobra.Command {
@@ -90,6 +91,7 @@ first start. A cluster of several nodes needs one --tokens file shared by all.`,
 	fl.DurationVar(&f.lostFloor, "worker-lost-floor", det.AcceptablePause, "pause a worker may take on top of its usual heartbeat interval before it can be declared lost")
 	fl.Float64Var(&f.workerPhi, "worker-phi", det.Threshold, "suspicion level (phi-accrual) at which a silent worker is declared lost")
 	fl.DurationVar(&f.grace, "worker-grace", 2*time.Second, "how long a new leader waits, on top of each worker's bound, before declaring workers lost")
+	f.market.register(fl)
 	return cmd
 }
 
@@ -127,13 +129,18 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	if grace == 0 {
 		grace = -1 // WorkerConfig reads 0 as "default"
 	}
+	mkt, err := setupMarket(&f.market, f.dataDir, f.tokens != "", logger)
+	if err != nil {
+		return err
+	}
+	defer mkt.close()
 	rc := coordinator.DefaultRaftConfig()
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = f.heartbeat, f.election, f.lease
 	rc.CommitTimeout, rc.SnapshotThreshold, rc.SnapshotInterval = f.commit, f.snapshotThreshold, f.snapshotInterval
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		Node: coordinator.NodeConfig{
 			ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr, RaftAdvertise: f.raftAdvertise,
-			Bootstrap: len(f.join) == 0, Raft: rc,
+			Bootstrap: len(f.join) == 0, Raft: rc, Market: mkt.cfg,
 		},
 		GRPCAddr: f.grpcAddr, GRPCAdvertise: f.grpcAdvertise, Tokens: tokens,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
@@ -145,6 +152,10 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	}
 	if tokenNote != "" {
 		fmt.Fprintln(cmd.ErrOrStderr(), tokenNote)
+	}
+	if err := mkt.serving(srv.Addr(), filepath.Join(f.dataDir, "admin.token")); err != nil {
+		srv.Close()
+		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -72,6 +72,11 @@ func runWorker(cmd *cobra.Command, g *globals, f *workerFlags) error {
 	if f.dataDir == "" {
 		f.dataDir = filepath.Join("megha-data", "worker")
 	}
+	abs, err := filepath.Abs(f.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	f.dataDir = abs
 	var drv gpu.Driver
 	if f.emulate != "" {
 		drv, err = gpu.NewEmulated(f.emulate)

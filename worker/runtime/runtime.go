@@ -30,6 +30,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -132,9 +134,17 @@ const socketName = "worker.sock"
 const maxSocketPath = 107
 
 // Socket returns the path of the unix socket the worker serves to task t,
-// exported to the task as MEGHA_WORKER_SOCKET.
+// exported to the task as MEGHA_WORKER_SOCKET: DIR/worker.sock, or, when
+// that is longer than a unix socket address holds (deep data directories,
+// long job names), a name derived from DIR in the system's temporary
+// directory.
 func Socket(t *Task) string {
-	return filepath.Join(t.Dir, socketName)
+	p := filepath.Join(t.Dir, socketName)
+	if len(p) <= maxSocketPath {
+		return p
+	}
+	sum := sha256.Sum256([]byte(t.Dir))
+	return filepath.Join(os.TempDir(), "megha-"+hex.EncodeToString(sum[:8])+".sock")
 }
 
 func logDir(taskDir string) string { return filepath.Join(taskDir, "logs") }
