@@ -17,6 +17,7 @@ var (
 		meghav1.JobService_ServiceDesc.ServiceName:     {RoleAdmin, RoleTenant},
 		meghav1.WorkerService_ServiceDesc.ServiceName:  {RoleAdmin, RoleWorker},
 		meghav1.ClusterService_ServiceDesc.ServiceName: {RoleAdmin},
+		meghav1.MarketService_ServiceDesc.ServiceName:  {RoleAdmin},
 	}
 	methodOverride = map[string][]Role{
 		meghav1.ClusterService_Members_FullMethodName:    {RoleAdmin, RoleTenant, RoleWorker},

@@ -49,6 +49,10 @@ type ServerConfig struct {
 	// default 3s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Services, when set, registers more services on the API server (the
+	// embedded market's, for operators); their methods are admin-only
+	// unless policy.go says otherwise.
+	Services func(*grpc.Server)
 }
 
 // Server is a running coordinator: a Raft node and the gRPC services over it.
@@ -126,6 +130,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	meghav1.RegisterJobServiceServer(s.grpc, &jobEndpoint{s: s})
 	meghav1.RegisterClusterServiceServer(s.grpc, &clusterEndpoint{s: s})
 	meghav1.RegisterWorkerServiceServer(s.grpc, &workerEndpoint{s: s})
+	if cfg.Services != nil {
+		cfg.Services(s.grpc)
+	}
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -144,7 +144,7 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 		},
 		GRPCAddr: f.grpcAddr, GRPCAdvertise: f.grpcAdvertise, Tokens: tokens,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
-		ShutdownTimeout: f.shutdownTimeout, Logger: logger,
+		ShutdownTimeout: f.shutdownTimeout, Logger: logger, Services: mkt.services(),
 		Workers: coordinator.WorkerConfig{HeartbeatInterval: f.hbInterval, Grace: grace, Detector: det},
 	})
 	if err != nil {

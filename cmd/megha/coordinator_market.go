@@ -18,6 +18,7 @@ import (
 	"github.com/megha-ml/megha/lease/grpcmarket"
 	"github.com/megha-ml/megha/lease/sim"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
 )
 
 // marketFlags connect a coordinator to a GPU market.
@@ -136,6 +137,16 @@ func setupMarket(m *marketFlags, dataDir string, tokensFile bool, logger *slog.L
 	s.cfg.Market = s.client
 	logger.Info("market", "addr", m.market, "tenant", tenant.Address())
 	return s, nil
+}
+
+// services serves the embedded market's API (admin-only) beside the
+// coordinator's, so that `megha market --market COORDINATOR ...` can list
+// providers, see bids and fail a provider.
+func (s *marketSetup) services() func(*grpc.Server) {
+	if s.embedded == nil {
+		return nil
+	}
+	return func(gs *grpc.Server) { grpcmarket.NewServer(s.embedded, simOperator{s.embedded}).Register(gs) }
 }
 
 // serving tells the embedded market's launcher where the coordinator is.

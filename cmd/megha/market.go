@@ -41,15 +41,21 @@ its own process with a gRPC API; the other commands talk to it at --market
   megha market fail lambda-east`,
 	}
 	cmd.PersistentFlags().StringVar(&addr, "market", envOr("MEGHA_MARKET", defaultMarketAddr), "market gRPC address [$MEGHA_MARKET]")
-	cmd.AddCommand(newMarketServeCmd(g), newMarketProvidersCmd(g, &addr), newMarketBidsCmd(g, &addr), newMarketFailCmd(&addr))
+	cmd.AddCommand(newMarketServeCmd(g), newMarketProvidersCmd(g, &addr), newMarketBidsCmd(g, &addr), newMarketFailCmd(g, &addr))
 	return cmd
 }
 
 // dialMarket connects to the market at addr, bounding the command by
 // timeout; done closes both.
-func dialMarket(cmd *cobra.Command, addr string, timeout time.Duration) (*grpcmarket.Client, context.Context, func(), error) {
+func dialMarket(cmd *cobra.Command, g *globals, addr string, timeout time.Duration) (*grpcmarket.Client, context.Context, func(), error) {
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-	c, err := grpcmarket.Dial(ctx, addr)
+	var opts []grpc.DialOption
+	if tok := g.tokenValue(); tok != "" {
+		// A coordinator serving its embedded market (--market embedded)
+		// wants an admin token; a standalone market ignores it.
+		opts = append(opts, grpc.WithPerRPCCredentials(bearerToken(tok)))
+	}
+	c, err := grpcmarket.Dial(ctx, addr, opts...)
 	if err != nil {
 		cancel()
 		if errors.Is(err, lease.ErrUnavailable) {
@@ -59,6 +65,16 @@ func dialMarket(cmd *cobra.Command, addr string, timeout time.Duration) (*grpcma
 	}
 	return c, ctx, func() { cancel(); c.CloseConn() }, nil
 }
+
+// bearerToken sends a coordinator token with market calls (plaintext is
+// allowed: the coordinator's own API may run without TLS on loopback).
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return false }
 
 func checkOutput(g *globals) error {
 	if g.output != "table" && g.output != "json" {
@@ -258,7 +274,7 @@ func newMarketProvidersCmd(g *globals, addr *string) *cobra.Command {
 			if err := checkOutput(g); err != nil {
 				return err
 			}
-			c, ctx, done, err := dialMarket(cmd, *addr, 30*time.Second)
+			c, ctx, done, err := dialMarket(cmd, g, *addr, 30*time.Second)
 			if err != nil {
 				return err
 			}
@@ -350,7 +366,7 @@ func providersJSON(ps []grpcmarket.ProviderInfo) []providerJSON {
 
 // ------------------------------------------------------------------ fail --
 
-func newMarketFailCmd(addr *string) *cobra.Command {
+func newMarketFailCmd(g *globals, addr *string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "fail PROVIDER",
 		Short: "Make a provider of the embedded market fail now (drills and tests)",
@@ -360,7 +376,7 @@ for its catalog MTTR. PROVIDER is a name from ` + "`megha market providers`" + `
 		Example: `  megha market fail lambda-east`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ctx, done, err := dialMarket(cmd, *addr, 30*time.Second)
+			c, ctx, done, err := dialMarket(cmd, g, *addr, 30*time.Second)
 			if err != nil {
 				return err
 			}
@@ -404,7 +420,7 @@ selector: whether it would be chosen for --want leases, and why. Selectors: ` +
 			if want < 1 {
 				return fmt.Errorf("--want %d: ask for at least 1 lease", want)
 			}
-			c, ctx, done, err := dialMarket(cmd, *addr, 30*time.Second)
+			c, ctx, done, err := dialMarket(cmd, g, *addr, 30*time.Second)
 			if err != nil {
 				return err
 			}

@@ -94,6 +94,18 @@ func (g *globals) client() (*client.Client, error) {
 	})
 }
 
+// tokenValue is --token, or the contents of --token-file, or "".
+func (g *globals) tokenValue() string {
+	if g.token != "" || g.tokenFile == "" {
+		return g.token
+	}
+	b, err := os.ReadFile(g.tokenFile)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // dial connects to the coordinator and bounds the call with timeout;
 // done closes both.
 func (g *globals) dial(cmd *cobra.Command, timeout time.Duration) (*client.Client, context.Context, func(), error) {
