@@ -57,6 +57,15 @@
 // falls a full buffer behind is disconnected (its Events call returns an
 // error wrapping lease.ErrUnavailable) and must resubscribe and reconcile
 // with Leases.
+//
+// Beyond lease.Market: AdvanceBlocks and Height (blocks), Fail and
+// Providers (the provider side), SubmitBid (bids from outside), Account
+// and Fund (money), Order, Subscribers, and Shutdown (the interface's
+// Close closes a lease, so stopping the market has another name).
+//
+// Limits: signed requests carry no nonce (lease's sign bytes), so a
+// replayed acceptance is a new acceptance of the same bid, bounded by the
+// bid's count and the tenant's funds like any other.
 package sim
 
 import (

@@ -324,3 +324,28 @@ func TestShutdown(t *testing.T) {
 		t.Errorf("Bids after shutdown: %v", err)
 	}
 }
+
+// TestConcurrentAcceptsNeverOverfill races acceptances of one bid.
+func TestConcurrentAcceptsNeverOverfill(t *testing.T) {
+	m := newTestMarket(t, nil)
+	tenant, _ := signers(t)
+	_, bids := openOrder(t, m, tenant, func(o *lease.Order) { o.Workers = 8; o.GPUModels = []string{"RTX4090"}; o.Region = "eu-central" })
+	b := bids[0] // gamer-rig-berlin: 2 GPUs
+	req, _ := lease.SignAccept(tenant, lease.AcceptRequest{Tenant: tenant.Address(), OrderID: b.OrderID, BidID: b.ID, Count: 1})
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { _, err := m.Accept(context.Background(), req); errs <- err }()
+	}
+	ok := 0
+	for range 8 {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case !errors.Is(err, lease.ErrBidExhausted):
+			t.Errorf("Accept: %v", err)
+		}
+	}
+	if ok != b.Count {
+		t.Errorf("%d acceptances of a bid for %d leases succeeded", ok, b.Count)
+	}
+}
