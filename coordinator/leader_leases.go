@@ -72,6 +72,10 @@ type leaseManager struct {
 	backoff map[string]time.Time  // job → no new order before
 	fails   map[string]int        // job → consecutive market failures
 	waiting map[string]string     // job → why it waits (last reported)
+	// reclaiming holds leases whose provider announced it takes them back
+	// (lease → deadline): they no longer count toward a job's workers, so
+	// the replacement is leased before they go.
+	reclaiming map[string]time.Time
 }
 
 type openOrder struct {
@@ -83,7 +87,8 @@ type openOrder struct {
 
 func newLeaseManager(n *Node, cfg MarketConfig) *leaseManager {
 	return &leaseManager{n: n, cfg: cfg.withDefaults(), orders: map[string]*openOrder{},
-		backoff: map[string]time.Time{}, fails: map[string]int{}, waiting: map[string]string{}}
+		backoff: map[string]time.Time{}, fails: map[string]int{}, waiting: map[string]string{},
+		reclaiming: map[string]time.Time{}}
 }
 
 // run is the leader duty.
@@ -152,6 +157,9 @@ func (m *leaseManager) pass(ctx context.Context, log interface {
 			if jobstate.Terminal(j.Status.GetState()) {
 				m.closeLease(ctx, l, "job "+jobstate.Name(j.Status.GetState()))
 				continue
+			}
+			if m.isReclaiming(l.Id) {
+				continue // its replacement is due now
 			}
 			active++
 		}
@@ -417,6 +425,9 @@ func (m *leaseManager) watchEvents(ctx context.Context, log interface{ Warn(stri
 			}
 			switch e.Kind {
 			case lease.EventLeaseClosed:
+				m.mu.Lock()
+				delete(m.reclaiming, l.Id)
+				m.mu.Unlock()
 				spent := l.SpentMicros
 				if got, err := m.cfg.Market.Lease(ctx, l.Id); err == nil {
 					spent = max(spent, lease.ToMicroUSD(got.Escrow.Drawn))
@@ -424,7 +435,11 @@ func (m *leaseManager) watchEvents(ctx context.Context, log interface{ Warn(stri
 				return m.apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_LeaseClosed{LeaseClosed: &meghav1.LeaseClosedCommand{
 					LeaseId: l.Id, Reason: "market: " + e.Reason, SpentMicros: spent, At: timestamppb.Now()}}})
 			case lease.EventReclaimNotice:
-				m.n.logger.Warn("reclaim notice", "lease_id", l.Id, "job_id", l.JobId, "deadline", e.Deadline)
+				m.mu.Lock()
+				m.reclaiming[l.Id] = e.Deadline
+				m.mu.Unlock()
+				m.n.logger.Warn("reclaim notice: leasing a replacement before the provider takes this lease back",
+					"lease_id", l.Id, "job_id", l.JobId, "provider", l.ProviderName, "deadline", e.Deadline)
 			case lease.EventEscrowLow:
 				m.n.logger.Warn("escrow low", "lease_id", l.Id, "job_id", l.JobId, "balance", lease.Format(e.Balance))
 			}
@@ -438,6 +453,13 @@ func (m *leaseManager) watchEvents(ctx context.Context, log interface{ Warn(stri
 			return
 		}
 	}
+}
+
+func (m *leaseManager) isReclaiming(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.reclaiming[id]
+	return ok
 }
 
 // recordSpend asks the market what active leases have drawn.

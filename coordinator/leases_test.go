@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -226,4 +228,135 @@ func TestLeaseManagerRespectsCapAndBudget(t *testing.T) {
 			t.Errorf("lease %s closed for %q, want escrow exhausted", l.Id, l.CloseReason)
 		}
 	}
+}
+
+// TestLeaseManagerReplacesBeforeReclaim: a provider that announces it
+// takes its GPUs back (a reclaim notice ahead of the shutdown) has its
+// lease replaced while the old one still runs.
+func TestLeaseManagerReplacesBeforeReclaim(t *testing.T) {
+	cat, err := sim.ParseCatalog([]byte(`
+providers:
+  - name: spot
+    region: us-east
+    gpus: [{model: H100-SXM, count: 1}]
+    pricing: {position: 0.1, spread: 0}
+    mtbf: 2s
+    mttr: 1h
+    reclaim: {probability: 1, notice: 3s}
+  - name: steady
+    region: us-east
+    gpus: [{model: H100-SXM, count: 1}]
+    pricing: {position: 0.9, spread: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mkt, err := sim.New(sim.Config{Catalog: cat, Seed: 1, BlockTime: 100 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mkt.Shutdown() })
+	tenant, err := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "n1", true, func(c *ServerConfig) {
+		c.Node.Market = MarketConfig{Market: mkt, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 200 * time.Millisecond}
+	})
+	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
+	admin := newClient(t, tokAdmin, s.Addr())
+	sub, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "spot", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
+		Model:     &meghav1.ModelSpec{Command: []string{"/bin/true"}},
+		Resources: &meghav1.Resources{Workers: 1, BidSelector: "cheapest"}}, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sub.Job.Id
+	waitFor(t, "a lease from the cheap spot provider", 10*time.Second, func() bool {
+		ls := activeLeases(s, id)
+		return len(ls) == 1 && ls[0].ProviderName == "spot"
+	})
+	spotLease := activeLeases(s, id)[0]
+	// The spot provider announces a reclaim within a few seconds (MTBF 2s)
+	// and goes 3 s later; the replacement comes from the other provider
+	// while the spot lease is still active.
+	waitFor(t, "replacement leased before the reclaim", 20*time.Second, func() bool {
+		l, _ := s.Node().FSM().State().Lease(spotLease.Id)
+		for _, r := range activeLeases(s, id) {
+			if r.ProviderName == "steady" {
+				if l.State != meghav1.LeaseState_LEASE_STATE_ACTIVE {
+					t.Fatalf("replacement came only after the spot lease closed (%s)", l.CloseReason)
+				}
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "spot lease closed by the reclaim", 20*time.Second, func() bool {
+		l, _ := s.Node().FSM().State().Lease(spotLease.Id)
+		return l.State == meghav1.LeaseState_LEASE_STATE_CLOSED
+	})
+	if n := len(activeLeases(s, id)); n != 1 {
+		t.Fatalf("%d active leases after the reclaim, want 1", n)
+	}
+}
+
+// flakyMarket fails every call while down, like a market that stopped
+// answering.
+type flakyMarket struct {
+	lease.Market
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *flakyMarket) setDown(d bool) { f.mu.Lock(); f.down = d; f.mu.Unlock() }
+
+func (f *flakyMarket) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return fmt.Errorf("%w: connection refused", lease.ErrUnavailable)
+	}
+	return nil
+}
+
+func (f *flakyMarket) CreateOrder(ctx context.Context, r lease.OrderRequest) (lease.Order, error) {
+	if err := f.err(); err != nil {
+		return lease.Order{}, err
+	}
+	return f.Market.CreateOrder(ctx, r)
+}
+
+// TestLeaseManagerRidesOutMarketOutage: while the market does not answer,
+// the coordinator keeps serving, the job says the market is not answering
+// and how it retries, and leasing resumes once the market is back.
+func TestLeaseManagerRidesOutMarketOutage(t *testing.T) {
+	inner, err := sim.New(sim.Config{Seed: 2, BlockTime: 100 * time.Millisecond, NoRandomFailures: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inner.Shutdown() })
+	mkt := &flakyMarket{Market: inner, down: true}
+	tenant, _ := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
+	s := startServer(t, "n1", true, func(c *ServerConfig) {
+		c.Node.Market = MarketConfig{Market: mkt, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 100 * time.Millisecond}
+	})
+	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
+	admin := newClient(t, tokAdmin, s.Addr())
+	sub, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "outage", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
+		Model: &meghav1.ModelSpec{Command: []string{"/bin/true"}}, Resources: &meghav1.Resources{Workers: 1}}, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the job reports the outage", 10*time.Second, func() bool {
+		j, _ := s.Node().FSM().State().Job(sub.Job.Id)
+		return strings.Contains(j.Status.LastError, "market not answering") && strings.Contains(j.Status.LastError, "retry 2")
+	})
+	// The coordinator still serves.
+	if _, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "other", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
+		Model: &meghav1.ModelSpec{Command: []string{"/bin/true"}}}, "o2"); err != nil {
+		t.Fatalf("submit during the market outage: %v", err)
+	}
+	mkt.setDown(false)
+	waitFor(t, "leased once the market is back", 20*time.Second, func() bool { return len(activeLeases(s, sub.Job.Id)) == 1 })
 }
