@@ -121,7 +121,7 @@ func (s *State) applyLeaseClosed(index uint64, c *meghav1.LeaseClosedCommand) (*
 	}
 	l = proto.Clone(l).(*meghav1.Lease)
 	l.State, l.ClosedAt, l.CloseReason = meghav1.LeaseState_LEASE_STATE_CLOSED, c.At, c.Reason
-	l.SpentMicros = max(l.SpentMicros, c.SpentMicros)
+	l.SpentMicros = drawable(l, max(l.SpentMicros, c.SpentMicros))
 	s.leases[l.Id] = l
 	return s.updateSpendLocked(index, l.JobId, c.At), nil
 }
@@ -131,11 +131,11 @@ func (s *State) applyLeaseSpend(index uint64, c *meghav1.LeaseSpendCommand) (*Ap
 	jobs := map[string]bool{}
 	for id, spent := range c.GetSpentMicros() {
 		l, ok := s.leases[id]
-		if !ok || spent <= l.SpentMicros {
-			continue // unknown, or not news (spend only grows)
+		if !ok || l.State != meghav1.LeaseState_LEASE_STATE_ACTIVE || spent <= l.SpentMicros {
+			continue // unknown; closed (its final spend is settled); or not news (spend only grows)
 		}
 		l = proto.Clone(l).(*meghav1.Lease)
-		l.SpentMicros = spent
+		l.SpentMicros = drawable(l, spent)
 		s.leases[id] = l
 		jobs[l.JobId] = true
 	}
@@ -143,6 +143,13 @@ func (s *State) applyLeaseSpend(index uint64, c *meghav1.LeaseSpendCommand) (*Ap
 		s.updateSpendLocked(index, id, c.At)
 	}
 	return &ApplyResult{}, nil
+}
+
+// drawable bounds what a lease can have drawn: its escrow deposit (the
+// coordinator never tops escrow up), so a report beyond it cannot move a
+// job's spend past what it put at risk.
+func drawable(l *meghav1.Lease, spent int64) int64 {
+	return min(spent, l.DepositMicros)
 }
 
 // updateSpendLocked recomputes a job's spend from its leases.
