@@ -33,6 +33,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./jobspec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./lease/sim -run '^$$' -fuzz '^FuzzParseCatalog$$' -fuzztime $(FUZZTIME)
 
 bench: build
 	$(GO) run ./benchmarks/cmd/meghabench -out benchmarks/results

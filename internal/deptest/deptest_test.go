@@ -41,6 +41,16 @@ var rules = map[string]rule{
 		deps:   []string{"github.com/hashicorp/raft", mod + "client"},
 		direct: []string{"google.golang.org/grpc", "net", "net/http", "os"},
 	},
+	"lease": {
+		deps:   []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "client", mod + "collective", mod + "train", mod + "lease/sim", mod + "lease/grpcmarket"},
+		direct: []string{"google.golang.org/grpc", "net", "net/http", "os"},
+	},
+	"lease/sim": {
+		deps: []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "client", mod + "lease/grpcmarket"},
+	},
+	"lease/grpcmarket": {
+		deps: []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "lease/sim"},
+	},
 	"api/megha/v1": {
 		deps: []string{mod, "github.com/hashicorp/raft"},
 	},
