@@ -2,6 +2,7 @@ package jobspec
 
 import (
 	"fmt"
+	"github.com/megha-ml/megha/worker/gpu"
 	"math"
 	"net/url"
 	"regexp"
@@ -241,6 +242,7 @@ func (v *validator) resources(r *meghav1.Resources) {
 	models := r.GetGpuModels()
 	if len(models) > maxGPUModels {
 		v.add("resources.gpu_models", "lists %d models; at most %d are allowed (leave it empty to accept any model)", len(models), maxGPUModels)
+		models = nil // one error for the list, not one per name
 	}
 	first := map[string]int{}
 	for i, m := range models {
@@ -257,6 +259,14 @@ func (v *validator) resources(r *meghav1.Resources) {
 			v.add(field, "%s is already listed at resources.gpu_models[%d]; remove one", quote(m), j)
 		default:
 			first[m] = i
+			if _, ok := gpu.Lookup(m); ok {
+				break
+			}
+			if known, ok := gpu.Normalize(m); ok {
+				v.add(field, "no GPU model is called %s; did you mean %s? (models are named by catalog ID)", quote(m), quote(known.ID))
+			} else {
+				v.add(field, "no GPU model is called %s; known models: %s", quote(m), strings.Join(gpu.ModelIDs(), ", "))
+			}
 		}
 	}
 
