@@ -168,6 +168,11 @@ func (m *leaseManager) pass(ctx context.Context, log interface {
 			continue
 		}
 		want := int(max(j.Spec.GetResources().GetWorkers(), 1))
+		if scheduler.BuiltinTrain(j) && j.Status.GetState() == meghav1.JobState_JOB_STATE_RUNNING {
+			// Built-in training goes on with its survivors; a replacement
+			// would have no checkpoint to restore yet, so none is leased.
+			want = min(want, len(st.liveTasks(j.Id)))
+		}
 		if active >= want {
 			m.dropOrder(ctx, j.Id)
 			continue
@@ -506,6 +511,12 @@ func (s *State) marketJobs() []*meghav1.Job {
 		}
 	}
 	return out
+}
+
+func (s *State) liveTasks(jobID string) []*meghav1.Task {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.liveTasksLocked(jobID)
 }
 
 func (s *State) committedMicros(jobID string) int64 {

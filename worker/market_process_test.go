@@ -18,8 +18,9 @@ import (
 // a training job leases three workers of mixed GPUs (each a real `megha
 // worker` process the market starts), trains on them, survives a provider
 // failed through `megha market fail` (its lease closes, its worker is
-// killed, the round goes on without it, and a replacement is leased), and
-// ends with every lease closed.
+// killed, the round goes on without it; no replacement is leased, since
+// built-in training has no checkpoint to restore one from yet), and ends
+// with every lease closed.
 func TestTrainJobOnLeasedWorkers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs coordinator and worker processes")
@@ -65,7 +66,7 @@ budget: {max_spend: 50.00}
 		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED
 	})
 	ls := listLeases(t, cl, id)
-	var closedVictim, replacement bool
+	var closedVictim bool
 	for _, l := range ls {
 		if l.State != meghav1.LeaseState_LEASE_STATE_CLOSED {
 			t.Errorf("lease %s still %v after the job ended", l.Id, l.State)
@@ -74,12 +75,9 @@ budget: {max_spend: 50.00}
 			closedVictim = true
 			t.Logf("victim lease closed: %s", l.CloseReason)
 		}
-		if l.CreatedAt.AsTime().After(victim.CreatedAt.AsTime().Add(time.Second)) {
-			replacement = true
-		}
 	}
-	if !closedVictim || !replacement || len(ls) < 4 {
-		t.Errorf("leases after the failure: %d (victim closed %v, replacement %v)", len(ls), closedVictim, replacement)
+	if !closedVictim || len(ls) != 3 {
+		t.Errorf("leases after the failure: %d (victim closed %v), want the 3 first", len(ls), closedVictim)
 	}
 	last := j.Status.Train.Rounds[len(j.Status.Train.Rounds)-1]
 	if len(last.Members) != 2 {
