@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # demo.sh — megha's main path on one machine, no flags needed.
 #
-# Until `megha demo` exists (it arrives with the market and checkpoint
-# issues), this starts a local one-node coordinator and three worker agents
-# with emulated GPUs of different speeds, trains the built-in tiny
-# transformer on Go source with DiLoCo across them, kills one worker in the
-# middle (training goes on with the other two), shows the rounds, the loss
-# and the traffic, runs a user command across the survivors, shows a
-# refused spec, and stops everything.
+# Until `megha demo` exists (issue 7), this starts a one-node coordinator
+# with the embedded GPU market, submits a DiLoCo training job of the
+# built-in tiny transformer that leases three workers of mixed emulated GPUs
+# from three providers (each a real `megha worker` process the market
+# starts), fails one provider in the middle (training goes on with the
+# other two), and shows rounds, loss, traffic, leases and spend. Then it runs
+# a user command on leased workers, shows a refused spec, and stops
+# everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,23 +16,23 @@ BIN=${BIN:-bin/megha}
 SPEC=${SPEC:-examples/diloco-demo.yaml}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/megha-demo.XXXXXX")
 COORD_PID=""
-WORKER_PIDS=""
 cleanup() {
-  for p in $WORKER_PIDS $COORD_PID; do
-    if kill -0 "$p" 2>/dev/null; then
-      kill -TERM "$p" 2>/dev/null || true
-      wait "$p" 2>/dev/null || true
-    fi
-  done
+  if [ -n "$COORD_PID" ] && kill -0 "$COORD_PID" 2>/dev/null; then
+    kill -TERM "$COORD_PID" 2>/dev/null || true
+    wait "$COORD_PID" 2>/dev/null || true
+  fi
+  # Workers the market started stop with their leases; any left are ours.
+  pkill -TERM -f "$WORK/n1/market-workers" 2>/dev/null || true
   if [ "${KEEP:-}" = "" ]; then rm -rf "$WORK"; else echo "kept $WORK"; fi
 }
 trap cleanup EXIT
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "Starting a one-node coordinator (data in $WORK)"
+step "Starting a one-node coordinator with the embedded GPU market (data in $WORK)"
 "$BIN" coordinator --id n1 --data-dir "$WORK/n1" \
   --raft-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 \
+  --market embedded --market-block-time 1s --bid-window 1s \
   --ready-file "$WORK/ready.json" --log-level warn 2>"$WORK/coordinator.log" &
 COORD_PID=$!
 for _ in $(seq 1 200); do
@@ -41,60 +42,56 @@ for _ in $(seq 1 200); do
 done
 [ -s "$WORK/ready.json" ] || { echo "coordinator did not start; log:"; cat "$WORK/coordinator.log"; exit 1; }
 ADDR=$(sed -E 's/.*"grpc_addr":"([^"]+)".*/\1/' "$WORK/ready.json")
-export MEGHA_COORDINATOR="$ADDR" MEGHA_TOKEN_FILE="$WORK/n1/admin.token"
-echo "coordinator serving on $ADDR (pid $COORD_PID)"
+export MEGHA_COORDINATOR="$ADDR" MEGHA_MARKET="$ADDR" MEGHA_TOKEN_FILE="$WORK/n1/admin.token"
+echo "coordinator and market serving on $ADDR (pid $COORD_PID); 1 block per second"
 
-step "megha cluster members"
-"$BIN" cluster members
+step "megha market providers   (a simulated Akash-style market: this machine has no GPUs, every GPU is emulated)"
+"$BIN" market providers
 
-step "Starting three worker agents with emulated GPUs (this machine has no NVIDIA driver)"
-echo "An emulated GPU runs at its catalog speed relative to an H100: the A100 about 1/3, the RTX 4090 about 1/6."
-GPUS="H100-SXM A100-80GB RTX4090"
-for gpu in $GPUS; do
-  "$BIN" worker --emulate-gpu "$gpu" --data-dir "$WORK/worker-$gpu" --log-level warn 2>"$WORK/worker-$gpu.log" &
-  WORKER_PIDS="$WORKER_PIDS $!"
-  eval "PID_$(echo "$gpu" | tr -c 'A-Za-z0-9\n' _)=$!"
-done
-for _ in $(seq 1 200); do
-  [ "$("$BIN" workers -o json | grep -c '"id"')" -ge 3 ] && break
-  sleep 0.05
-done
-
-step "megha workers"
-"$BIN" workers
-
-step "megha submit $SPEC   (DiLoCo, H=20, int8 all-reduce, 8 rounds)"
+step "megha submit $SPEC   (3 workers, spread over providers, ≤ \$2.50/GPU-hour, budget \$10; DiLoCo H=20, int8)"
 OUT=$("$BIN" submit "$SPEC")
 echo "$OUT"
 JOB=$(echo "$OUT" | sed -nE 's/^Submitted job ([^ ]+).*/\1/p')
 
-round() { "$BIN" status "$JOB" -o json | sed -nE 's/.*"committed": *"?([0-9]+)"?.*/\1/p' | head -1; }
-step "Training; after round 3 the RTX 4090 worker is killed (SIGKILL): the round in flight is retried without it"
+committed() { "$BIN" status "$JOB" -o json | sed -nE 's/.*"committed": *"?([0-9]+)"?.*/\1/p' | head -1; }
+step "The coordinator orders, picks bids, and the market starts a worker per lease; training begins"
 for _ in $(seq 1 1200); do
-  r=$(round); [ "${r:-0}" -ge 3 ] && break
+  r=$(committed); [ "${r:-0}" -ge 3 ] && break
   sleep 0.1
 done
-echo "$(date +%T)  round ${r:-?} committed: kill -9 the RTX4090 worker (pid $PID_RTX4090)"
-{ kill -KILL "$PID_RTX4090"; wait "$PID_RTX4090"; } 2>/dev/null || true
+"$BIN" leases "$JOB"
+
+VICTIM=$("$BIN" leases "$JOB" -o json | sed -nE 's/.*"provider_name": *"([^"]+)".*/\1/p' | head -1)
+step "megha market fail $VICTIM   (a provider vanishes after round ${r:-?}: its lease closes, its worker dies, the round goes on without it)"
+"$BIN" market fail "$VICTIM"
+for _ in $(seq 1 1200); do
+  r=$(committed); [ "${r:-0}" -ge 6 ] && break
+  sleep 0.1
+done
+
+step "megha logs $JOB   (the trainer's own account, from a surviving worker, while it runs)"
+for rank in 0 1 2; do
+  if "$BIN" logs --rank "$rank" "$JOB" >"$WORK/train.log" 2>/dev/null && [ -s "$WORK/train.log" ]; then
+    head -n 4 "$WORK/train.log"; echo "..."; tail -n 3 "$WORK/train.log"
+    break
+  fi
+done
+
+step "megha status --watch $JOB"
 "$BIN" status --watch "$JOB"
 
 step "megha status $JOB"
 "$BIN" status "$JOB"
 
-step "megha logs $JOB   (the trainer's own account, from a surviving worker)"
-for r in 1 2 0; do
-  if "$BIN" logs --rank "$r" "$JOB" >"$WORK/train.log" 2>/dev/null && [ -s "$WORK/train.log" ]; then
-    head -n 4 "$WORK/train.log"; echo "..."; tail -n 4 "$WORK/train.log"
-    break
-  fi
-done
+step "megha leases $JOB   (every lease closed with the job; unspent escrow returned)"
+"$BIN" leases "$JOB"
 
-step "megha submit examples/hello-workers.yaml   (your own command, on the surviving workers)"
+step "megha submit examples/hello-workers.yaml   (your own command, on two more leased workers)"
 OUT=$("$BIN" submit examples/hello-workers.yaml)
 echo "$OUT"
 HELLO=$(echo "$OUT" | sed -nE 's/^Submitted job ([^ ]+).*/\1/p')
 "$BIN" status --watch "$HELLO"
-"$BIN" logs --rank 1 "$HELLO"
+"$BIN" leases "$HELLO"
 
 step "A spec with mistakes is refused before anything is sent"
 cat > "$WORK/broken.yaml" <<'YAML'
@@ -111,5 +108,5 @@ YAML
 "$BIN" submit "$WORK/broken.yaml" || true
 
 echo
-echo "Done. The GPU market, checkpoints (so a lost worker is replaced and"
-echo "restored) and serving arrive with the next issues; see the README's roadmap."
+echo "Done. Checkpoints (so a lost worker is replaced and restores the run),"
+echo "megha demo and serving arrive with the next issues; see the README's roadmap."
