@@ -95,14 +95,17 @@ func (e *workerEndpoint) Heartbeat(stream grpc.BidiStreamingServer[meghav1.Heart
 		if len(hb.Gpus) > 0 {
 			e.s.gpuStats.Store(hb.WorkerId, hb.Gpus)
 		}
-		if !n.detector.Heartbeat(hb.WorkerId, hb.Epoch, now) {
-			if _, err := n.fsm.State().liveWorker(hb.WorkerId, hb.Epoch); err == nil {
-				// Ready in this epoch but not tracked (it registered as
-				// this node took over): track it from now.
-				n.detector.Track(hb.WorkerId, hb.Epoch, now)
-			} else {
-				resp.Reregister, resp.Reason = true, e.staleReason(hb.WorkerId, hb.Epoch)
-			}
+		// The state decides: the detector can still track a worker for a
+		// moment after WorkerLost has been applied (declareLost forgets it
+		// once the apply returns).
+		_, stale := n.fsm.State().liveWorker(hb.WorkerId, hb.Epoch)
+		switch tracked := n.detector.Heartbeat(hb.WorkerId, hb.Epoch, now); {
+		case stale != nil:
+			resp.Reregister, resp.Reason = true, e.staleReason(hb.WorkerId, hb.Epoch)
+		case !tracked:
+			// Ready in this epoch but not tracked (it registered as this
+			// node took over): track it from now.
+			n.detector.Track(hb.WorkerId, hb.Epoch, now)
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
