@@ -478,6 +478,15 @@ func (m *leaseManager) recordSpend(ctx context.Context, log interface{ Warn(stri
 		if err != nil {
 			continue
 		}
+		if got.State == lease.LeaseClosed {
+			// Closed while the event stream was down: reconcile.
+			if err := m.apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_LeaseClosed{LeaseClosed: &meghav1.LeaseClosedCommand{
+				LeaseId: l.Id, Reason: "market: " + got.CloseReason, SpentMicros: lease.ToMicroUSD(got.Escrow.Drawn),
+				At: timestamppb.Now()}}}); err != nil {
+				log.Warn("closed lease not recorded", "lease_id", l.Id, "error", err)
+			}
+			continue
+		}
 		if d := lease.ToMicroUSD(got.Escrow.Drawn); d > l.SpentMicros {
 			spent[l.Id] = d
 		}

@@ -360,3 +360,43 @@ func TestLeaseManagerRidesOutMarketOutage(t *testing.T) {
 	mkt.setDown(false)
 	waitFor(t, "leased once the market is back", 20*time.Second, func() bool { return len(activeLeases(s, sub.Job.Id)) == 1 })
 }
+
+// deafMarket delivers no events, like a market whose event stream is down.
+type deafMarket struct{ lease.Market }
+
+func (deafMarket) Events(ctx context.Context, _ func(lease.Event) error) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestLeaseManagerReconcilesMissedClose: a lease the market closed while
+// no event reached the coordinator is found closed by the periodic spend
+// check, recorded, and replaced.
+func TestLeaseManagerReconcilesMissedClose(t *testing.T) {
+	inner, err := sim.New(sim.Config{Seed: 4, BlockTime: 100 * time.Millisecond, NoRandomFailures: true, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inner.Shutdown() })
+	tenant, _ := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
+	s := startServer(t, "n1", true, func(c *ServerConfig) {
+		c.Node.Market = MarketConfig{Market: deafMarket{inner}, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 200 * time.Millisecond}
+	})
+	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
+	admin := newClient(t, tokAdmin, s.Addr())
+	sub, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "deaf", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
+		Model: &meghav1.ModelSpec{Command: []string{"/bin/true"}}, Resources: &meghav1.Resources{Workers: 1}}, "d1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a lease", 10*time.Second, func() bool { return len(activeLeases(s, sub.Job.Id)) == 1 })
+	first := activeLeases(s, sub.Job.Id)[0]
+	if err := inner.Fail(first.ProviderName); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the missed close reconciled and replaced", 15*time.Second, func() bool {
+		l, _ := s.Node().FSM().State().Lease(first.Id)
+		ls := activeLeases(s, sub.Job.Id)
+		return l.State == meghav1.LeaseState_LEASE_STATE_CLOSED && len(ls) == 1 && ls[0].Id != first.Id
+	})
+}
