@@ -129,6 +129,9 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	if grace == 0 {
 		grace = -1 // WorkerConfig reads 0 as "default"
 	}
+	if f.market.market == "embedded" && len(f.join) > 0 {
+		return errors.New("--market embedded runs a market inside one node; a cluster shares one market: run `megha market serve` and pass --market ADDR (and the same --market-key-file) to every node")
+	}
 	mkt, err := setupMarket(&f.market, f.dataDir, f.tokens != "", logger)
 	if err != nil {
 		return err

@@ -44,6 +44,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			tasks, _ := c.ListTasks(ctx, job.Id)
 			describeJob(cmd.OutOrStdout(), job, tasks)
+			if leases, err := c.ListLeases(ctx, job.Id); err == nil && len(leases) > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "Leases:      %s (megha leases %s)\n", leaseSummary(leases), job.Id)
+			}
 			if err := roundTable(cmd.OutOrStdout(), job.Status.GetTrain(), rounds); err != nil {
 				return err
 			}
@@ -66,6 +69,39 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&stale, "stale", false, "answer from any node without asking the leader")
 	cmd.Flags().IntVar(&rounds, "rounds", 10, "show the last N committed sync rounds (0 for all)")
 	return cmd
+}
+
+// leaseSummary is one line about a job's leases: what is active, at what
+// hourly rate, and how many have closed.
+func leaseSummary(leases []*meghav1.Lease) string {
+	byModel := map[string]int{}
+	var models []string
+	var perHour int64
+	active, closed := 0, 0
+	for _, l := range leases {
+		if l.State != meghav1.LeaseState_LEASE_STATE_ACTIVE {
+			closed++
+			continue
+		}
+		active++
+		if byModel[l.GpuModel] == 0 {
+			models = append(models, l.GpuModel)
+		}
+		byModel[l.GpuModel] += int(l.Gpus)
+		perHour += l.PricePerGpuHourMicros * int64(l.Gpus)
+	}
+	parts := make([]string, len(models))
+	for i, m := range models {
+		parts[i] = fmt.Sprintf("%d×%s", byModel[m], m)
+	}
+	out := fmt.Sprintf("%d active", active)
+	if active > 0 {
+		out += fmt.Sprintf(" (%s) at %s/h", strings.Join(parts, ", "), usd(perHour))
+	}
+	if closed > 0 {
+		out += fmt.Sprintf(", %d closed", closed)
+	}
+	return out
 }
 
 // roundTable lists the last n committed rounds of a built-in training job.

@@ -49,3 +49,15 @@ func TestStatusShowsRounds(t *testing.T) {
 		t.Errorf("--rounds 1 shows more than the last round:\n%s", b.String())
 	}
 }
+
+func TestLeaseSummary(t *testing.T) {
+	got := leaseSummary([]*meghav1.Lease{
+		{GpuModel: "H100-SXM", Gpus: 1, PricePerGpuHourMicros: 2_000_000, State: meghav1.LeaseState_LEASE_STATE_ACTIVE},
+		{GpuModel: "RTX4090", Gpus: 2, PricePerGpuHourMicros: 400_000, State: meghav1.LeaseState_LEASE_STATE_ACTIVE},
+		{GpuModel: "H100-SXM", Gpus: 1, PricePerGpuHourMicros: 1_000_000, State: meghav1.LeaseState_LEASE_STATE_ACTIVE},
+		{GpuModel: "L40S", Gpus: 1, State: meghav1.LeaseState_LEASE_STATE_CLOSED},
+	})
+	if want := "3 active (2×H100-SXM, 2×RTX4090) at $3.80/h, 1 closed"; got != want {
+		t.Fatalf("leaseSummary = %q, want %q", got, want)
+	}
+}
