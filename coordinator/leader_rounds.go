@@ -148,7 +148,8 @@ func retryDelay(attempt uint32) time.Duration {
 // driveRounds is a leader duty: it forms each training job's next round
 // once every live task is ready for it, commits a round once every member
 // of its attempt has succeeded, and retries an attempt with the survivors
-// once every member has either reported or been lost.
+// as soon as a member is lost, or once every member has reported and one
+// failed.
 func (n *Node) driveRounds(ctx context.Context) {
 	n.rounds.reset()
 	t := time.NewTicker(250 * time.Millisecond)
@@ -214,6 +215,7 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 		ok       []*meghav1.FinishRoundRequest
 		problems []string
 		waiting  bool
+		lost     bool
 	)
 	live := map[string]bool{}
 	for _, t := range v.Live {
@@ -228,6 +230,7 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 			problems = append(problems, fmt.Sprintf("rank %d: %s", m.Rank, r.Error))
 		case !live[m.TaskId]:
 			problems = append(problems, fmt.Sprintf("rank %d lost (worker %s)", m.Rank, m.WorkerId))
+			lost = true
 		default:
 			waiting = true
 		}
@@ -243,7 +246,11 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 		}
 		return err
 	}
-	if waiting || len(problems) == 0 {
+	// A lost member dooms the attempt: retry at once, without waiting for
+	// the others' reports (they may be stuck waiting on the lost member;
+	// they see the new attempt and abandon theirs). Otherwise wait until
+	// everyone has reported.
+	if (waiting && !lost) || len(problems) == 0 {
 		return nil
 	}
 	// The attempt failed. Retry with the members still alive, after a delay

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
@@ -242,14 +243,23 @@ func (r *trainRun) run(ctx context.Context) error {
 				Compression: compressionOf(r.spec.GetSync().GetCompression()), ErrorFeedback: r.spec.GetSync().GetErrorFeedback()}}
 			var runErr error
 			syncStart := time.Now()
+			// The coordinator may abandon the attempt (a member was lost)
+			// while this member waits on it in the ring: watch for that.
+			cctx, cancel := context.WithCancel(ctx)
+			stopWatch := r.watchAttempt(cctx, cancel, round, plan.Attempt)
 			if r.rep.Algo == train.DDP {
-				res, runErr = r.rep.Run(ctx, ring, inner, r.batch, r.fill(base))
+				res, runErr = r.rep.Run(cctx, ring, inner, r.batch, r.fill(base))
 				innerTime = time.Since(syncStart)
 			} else {
-				res, runErr = r.rep.Reduce(ctx, ring, res)
+				res, runErr = r.rep.Reduce(cctx, ring, res)
 			}
+			abandoned := stopWatch()
+			cancel()
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if runErr != nil && abandoned {
+				runErr = fmt.Errorf("attempt abandoned by the coordinator (a member was lost): %w", runErr)
 			}
 			stats := &meghav1.MemberRound{Steps: uint32(res.Steps), Tokens: uint64(res.Tokens), Loss: res.Loss,
 				Weight: res.Weight, BytesSent: res.Sent, BytesReceived: res.Received}
@@ -333,6 +343,42 @@ func (r *trainRun) join(ctx context.Context, round uint64) (*meghav1.RoundPlan, 
 		if p.Ready {
 			return p, nil
 		}
+	}
+}
+
+// watchAttempt polls the coordinator while this member is in the ring and
+// cancels the ring's context once the coordinator has moved past the
+// attempt (retried it without a lost member, or stopped the job). The
+// returned stop waits for the watcher and reports whether it cancelled.
+func (r *trainRun) watchAttempt(ctx context.Context, cancel context.CancelFunc, round uint64, attempt uint32) func() bool {
+	done := make(chan struct{})
+	var abandoned atomic.Bool
+	go func() {
+		defer close(done)
+		req := &meghav1.JoinRoundRequest{WorkerId: r.a.ID(), Epoch: r.epoch, TaskId: r.task.ID, Round: round,
+			Addr: r.node.Addr(), WaitMs: 1500}
+		for ctx.Err() == nil {
+			p, err := r.a.cfg.Client.JoinRound(ctx, req)
+			switch {
+			case err != nil:
+				if !sleep(ctx, 500*time.Millisecond) {
+					return
+				}
+			case p.Stop || (p.Ready && p.Attempt > attempt):
+				abandoned.Store(true)
+				cancel()
+				return
+			default:
+				if !sleep(ctx, 250*time.Millisecond) {
+					return
+				}
+			}
+		}
+	}()
+	return func() bool {
+		cancel()
+		<-done
+		return abandoned.Load()
 	}
 }
 

@@ -260,3 +260,50 @@ func TestTrainJobSurvivesLeaderKill(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainJobSurvivesFrozenWorker SIGSTOPs one of three workers mid-run:
+// its sockets stay open, so nothing breaks in the ring; the coordinator's
+// failure detector declares it lost, the attempt in flight is abandoned at
+// once (members stuck waiting on it in the ring see that and stop), and
+// training goes on with the two others well before the ring's own 30 s
+// timeout would have fired.
+func TestTrainJobSurvivesFrozenWorker(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := adminClient(t, c.Addrs()...)
+	var workers []*workerProc
+	for range 3 {
+		w := startWorker(t, c, testcluster.WorkerToken, c.Addrs(), "--emulate-gpu", "H100-SXM")
+		waitReadyCheck(t, cl, w, oneEmulated("H100-SXM"))
+		workers = append(workers, w)
+	}
+	const rounds = 40
+	id := submit(t, cl, trainSpec(t, fmt.Sprintf(trainJobYAML, 2, "none", rounds)))
+	before := waitJob(t, cl, id, 2*time.Minute, "round 5", func(j *meghav1.Job) bool {
+		return j.Status.GetTrain().GetCommitted() >= 5
+	})
+	victim := workers[2]
+	victimID := victim.id()
+	victim.signal(syscall.SIGSTOP)
+	stopped := time.Now()
+	t.Cleanup(func() { _ = victim.cmd.Process.Signal(syscall.SIGCONT) })
+
+	waitJob(t, cl, id, time.Minute, "a round without the frozen worker", func(j *meghav1.Job) bool {
+		rs := j.Status.GetTrain().GetRounds()
+		return len(rs) > 0 && len(rs[len(rs)-1].Members) == 2 && rs[len(rs)-1].Round > before.Status.Train.Committed
+	})
+	resumed := time.Since(stopped)
+	t.Logf("training went on with 2 workers %v after the SIGSTOP", resumed.Round(time.Millisecond))
+	if resumed > 20*time.Second {
+		t.Errorf("training waited %v for a frozen worker; the failure detector's bound is a few seconds", resumed)
+	}
+	j := waitJob(t, cl, id, 3*time.Minute, "success", func(j *meghav1.Job) bool {
+		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED
+	})
+	for _, r := range j.Status.Train.Rounds[before.Status.Train.Committed+1:] {
+		for _, m := range r.Members {
+			if m.WorkerId == victimID && r.Round > before.Status.Train.Committed+1 {
+				t.Errorf("round %d includes the frozen worker", r.Round)
+			}
+		}
+	}
+}
