@@ -36,26 +36,41 @@ func (r *recordingLauncher) Stop(id string) error {
 	return nil
 }
 
-func marketServer(t *testing.T) (*Server, *sim.Market, *recordingLauncher) {
+// newSim starts an embedded market for a test.
+func newSim(t *testing.T, cfg sim.Config) *sim.Market {
 	t.Helper()
-	launch := &recordingLauncher{}
-	mkt, err := sim.New(sim.Config{Seed: 7, BlockTime: 50 * time.Millisecond, NoRandomFailures: true, Launcher: launch,
-		Logger: quietLogger()})
+	cfg.Logger = quietLogger()
+	mkt, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mkt.Shutdown() })
+	return mkt
+}
+
+// serverWithMarket starts a one-node coordinator leasing from mkt, with
+// a short bid window, and waits until it leads. Workers are never
+// declared lost (the tests register them by hand).
+func serverWithMarket(t *testing.T, mkt lease.Market, retry time.Duration) *Server {
+	t.Helper()
 	tenant, err := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, "n1", true, func(c *ServerConfig) {
-		c.Node.Market = MarketConfig{Market: mkt, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 200 * time.Millisecond}
+		c.Node.Market = MarketConfig{Market: mkt, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: retry}
 		c.Workers.Detector = DefaultDetectorConfig()
 		c.Workers.Detector.AcceptablePause = time.Hour
 	})
 	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
-	return s, mkt, launch
+	return s
+}
+
+func marketServer(t *testing.T) (*Server, *sim.Market, *recordingLauncher) {
+	t.Helper()
+	launch := &recordingLauncher{}
+	mkt := newSim(t, sim.Config{Seed: 7, BlockTime: 50 * time.Millisecond, NoRandomFailures: true, Launcher: launch})
+	return serverWithMarket(t, mkt, 200*time.Millisecond), mkt, launch
 }
 
 func activeLeases(s *Server, job string) []*meghav1.Lease {
@@ -251,19 +266,8 @@ providers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	mkt, err := sim.New(sim.Config{Catalog: cat, Seed: 1, BlockTime: 100 * time.Millisecond, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mkt.Shutdown() })
-	tenant, err := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := startServer(t, "n1", true, func(c *ServerConfig) {
-		c.Node.Market = MarketConfig{Market: mkt, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 200 * time.Millisecond}
-	})
-	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
+	mkt := newSim(t, sim.Config{Catalog: cat, Seed: 1, BlockTime: 100 * time.Millisecond})
+	s := serverWithMarket(t, mkt, 200*time.Millisecond)
 	admin := newClient(t, tokAdmin, s.Addr())
 	sub, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "spot", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
 		Model:     &meghav1.ModelSpec{Command: []string{"/bin/true"}},
@@ -331,17 +335,8 @@ func (f *flakyMarket) CreateOrder(ctx context.Context, r lease.OrderRequest) (le
 // the coordinator keeps serving, the job says the market is not answering
 // and how it retries, and leasing resumes once the market is back.
 func TestLeaseManagerRidesOutMarketOutage(t *testing.T) {
-	inner, err := sim.New(sim.Config{Seed: 2, BlockTime: 100 * time.Millisecond, NoRandomFailures: true, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inner.Shutdown() })
-	mkt := &flakyMarket{Market: inner, down: true}
-	tenant, _ := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
-	s := startServer(t, "n1", true, func(c *ServerConfig) {
-		c.Node.Market = MarketConfig{Market: mkt, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 100 * time.Millisecond}
-	})
-	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
+	mkt := &flakyMarket{Market: newSim(t, sim.Config{Seed: 2, BlockTime: 100 * time.Millisecond, NoRandomFailures: true}), down: true}
+	s := serverWithMarket(t, mkt, 100*time.Millisecond)
 	admin := newClient(t, tokAdmin, s.Addr())
 	sub, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "outage", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
 		Model: &meghav1.ModelSpec{Command: []string{"/bin/true"}}, Resources: &meghav1.Resources{Workers: 1}}, "o1")
@@ -373,16 +368,8 @@ func (deafMarket) Events(ctx context.Context, _ func(lease.Event) error) error {
 // no event reached the coordinator is found closed by the periodic spend
 // check, recorded, and replaced.
 func TestLeaseManagerReconcilesMissedClose(t *testing.T) {
-	inner, err := sim.New(sim.Config{Seed: 4, BlockTime: 100 * time.Millisecond, NoRandomFailures: true, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { inner.Shutdown() })
-	tenant, _ := lease.GenerateSigner(lease.NewKeyring(), "coordinator", []byte("test-tenant"))
-	s := startServer(t, "n1", true, func(c *ServerConfig) {
-		c.Node.Market = MarketConfig{Market: deafMarket{inner}, Tenant: tenant, BidWindow: 100 * time.Millisecond, Retry: 200 * time.Millisecond}
-	})
-	waitFor(t, "leader", 10*time.Second, s.Node().IsLeader)
+	inner := newSim(t, sim.Config{Seed: 4, BlockTime: 100 * time.Millisecond, NoRandomFailures: true})
+	s := serverWithMarket(t, deafMarket{inner}, 200*time.Millisecond)
 	admin := newClient(t, tokAdmin, s.Addr())
 	sub, err := admin.Submit(ctxT(t), &meghav1.JobSpec{Name: "deaf", Kind: meghav1.JobKind_JOB_KIND_TRAIN,
 		Model: &meghav1.ModelSpec{Command: []string{"/bin/true"}}, Resources: &meghav1.Resources{Workers: 1}}, "d1")
