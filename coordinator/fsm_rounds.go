@@ -191,9 +191,8 @@ func (s *State) liveTasksLocked(jobID string) []*meghav1.Task {
 
 // RoundView is what the round driver needs of one training job.
 type RoundView struct {
-	Job   *meghav1.Job    // a copy
-	Live  []*meghav1.Task // copies of the live tasks, by rank
-	Ended map[string]bool // task ID → no longer live (lost, failed, ...)
+	Job  *meghav1.Job    // a copy
+	Live []*meghav1.Task // copies of the live tasks, by rank
 }
 
 // TrainingJobs returns a view of every live built-in training job and a
@@ -208,16 +207,10 @@ func (s *State) TrainingJobs() ([]RoundView, <-chan struct{}) {
 			if !scheduler.BuiltinTrain(j) {
 				continue
 			}
-			v := RoundView{Job: proto.Clone(j).(*meghav1.Job), Ended: map[string]bool{}}
-			for tid := range s.byJob[id] {
-				t := s.tasks[tid]
-				if scheduler.Live(t.State) {
-					v.Live = append(v.Live, proto.Clone(t).(*meghav1.Task))
-				} else {
-					v.Ended[tid] = true
-				}
+			v := RoundView{Job: proto.Clone(j).(*meghav1.Job)}
+			for _, t := range s.liveTasksLocked(id) {
+				v.Live = append(v.Live, proto.Clone(t).(*meghav1.Task))
 			}
-			sort.Slice(v.Live, func(a, b int) bool { return v.Live[a].Rank < v.Live[b].Rank })
 			out = append(out, v)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -66,6 +67,7 @@ type leaseManager struct {
 	n      *Node
 	cfg    MarketConfig
 	params lease.Params
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	orders  map[string]*openOrder // job → order collecting bids
@@ -86,40 +88,39 @@ type openOrder struct {
 }
 
 func newLeaseManager(n *Node, cfg MarketConfig) *leaseManager {
-	return &leaseManager{n: n, cfg: cfg.withDefaults(), orders: map[string]*openOrder{},
+	return &leaseManager{n: n, cfg: cfg.withDefaults(), log: n.logger.With("component", "leases"), orders: map[string]*openOrder{},
 		backoff: map[string]time.Time{}, fails: map[string]int{}, waiting: map[string]string{},
 		reclaiming: map[string]time.Time{}}
 }
 
 // run is the leader duty.
 func (m *leaseManager) run(ctx context.Context) {
-	log := m.n.logger.With("component", "leases")
 	for ctx.Err() == nil {
 		p, err := m.cfg.Market.Params(ctx)
 		if err == nil {
 			m.params = p
 			break
 		}
-		log.Warn("market unreachable; retrying", "error", err)
+		m.log.Warn("market unreachable; retrying", "error", err)
 		if !sleepCtx(ctx, m.cfg.Retry) {
 			return
 		}
 	}
-	go m.watchEvents(ctx, log)
+	go m.watchEvents(ctx)
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	spendEvery := time.NewTicker(2 * time.Second)
 	defer spendEvery.Stop()
 	for {
 		changed := m.n.fsm.State().Watch()
-		m.pass(ctx, log)
+		m.pass(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
 		case <-t.C:
 		case <-spendEvery.C:
-			m.recordSpend(ctx, log)
+			m.recordSpend(ctx)
 		}
 	}
 }
@@ -143,12 +144,11 @@ func (m *leaseManager) apply(ctx context.Context, c *meghav1.Command) error {
 }
 
 // pass reconciles every job once.
-func (m *leaseManager) pass(ctx context.Context, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) {
+func (m *leaseManager) pass(ctx context.Context) {
 	st := m.n.fsm.State()
-	for _, j := range st.marketJobs() {
+	jobs := st.marketJobs()
+	m.forget(jobs)
+	for _, j := range jobs {
 		active := 0
 		for _, l := range st.Leases(j.Id) {
 			if l.State != meghav1.LeaseState_LEASE_STATE_ACTIVE {
@@ -288,7 +288,7 @@ func (m *leaseManager) choose(ctx context.Context, j *meghav1.Job, o *openOrder,
 	for _, p := range selection.Picks {
 		for k := 0; k < p.Count && got < gap; k++ {
 			if err := m.accept(ctx, j, o, p.Bid, why[p.Bid.ID]); err != nil {
-				m.n.logger.Warn("lease not accepted", "job_id", j.Id, "bid", p.Bid.ID, "error", err)
+				m.log.Warn("lease not accepted", "job_id", j.Id, "bid", p.Bid.ID, "error", err)
 				if errors.Is(err, ErrBudget) {
 					m.wait(ctx, j, "budget: "+err.Error())
 				}
@@ -339,7 +339,7 @@ func (m *leaseManager) accept(ctx context.Context, j *meghav1.Job, o *openOrder,
 			m.closeLease(ctx, rec, "not recorded: "+err.Error())
 			return err
 		}
-		m.n.logger.Info("lease accepted", "job_id", j.Id, "lease_id", l.ID, "provider", l.ProviderName,
+		m.log.Info("lease accepted", "job_id", j.Id, "lease_id", l.ID, "provider", l.ProviderName,
 			"gpu", fmt.Sprintf("%d×%s", l.GPUs, l.GPUModel), "price_per_gpu_hour", lease.Format(perHour))
 	}
 	return nil
@@ -352,7 +352,7 @@ func (m *leaseManager) closeLease(ctx context.Context, l *meghav1.Lease, reason 
 		closed, err = m.cfg.Market.Close(ctx, req)
 	}
 	if err != nil && !errors.Is(err, lease.ErrLeaseClosed) && !errors.Is(err, lease.ErrNotFound) {
-		m.n.logger.Warn("closing lease failed; will retry", "lease_id", l.Id, "error", err)
+		m.log.Warn("closing lease failed; will retry", "lease_id", l.Id, "error", err)
 		return
 	}
 	spent := l.SpentMicros
@@ -361,7 +361,7 @@ func (m *leaseManager) closeLease(ctx context.Context, l *meghav1.Lease, reason 
 	}
 	if err := m.apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_LeaseClosed{LeaseClosed: &meghav1.LeaseClosedCommand{
 		LeaseId: l.Id, Reason: reason, SpentMicros: spent, At: timestamppb.Now()}}}); err == nil {
-		m.n.logger.Info("lease closed", "lease_id", l.Id, "job_id", l.JobId, "reason", reason)
+		m.log.Info("lease closed", "lease_id", l.Id, "job_id", l.JobId, "reason", reason)
 	}
 }
 
@@ -378,7 +378,7 @@ func (m *leaseManager) dropOrder(ctx context.Context, jobID string) {
 		err = m.cfg.Market.CloseOrder(ctx, req)
 	}
 	if err != nil && !errors.Is(err, lease.ErrOrderClosed) && !errors.Is(err, lease.ErrNotFound) {
-		m.n.logger.Debug("withdrawing order failed", "order", o.id, "error", err)
+		m.log.Debug("withdrawing order failed", "order", o.id, "error", err)
 	}
 }
 
@@ -415,13 +415,13 @@ func (m *leaseManager) wait(ctx context.Context, j *meghav1.Job, why string) {
 		c.State = meghav1.JobState_JOB_STATE_LEASING
 	}
 	if err := m.apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_UpdateJobStatus{UpdateJobStatus: c}}); err != nil {
-		m.n.logger.Debug("job status not updated", "job_id", j.Id, "error", err)
+		m.log.Debug("job status not updated", "job_id", j.Id, "error", err)
 	}
 }
 
 // watchEvents turns the market's news into Raft records: a lease the
 // market closed is closed here (its worker is lost with it).
-func (m *leaseManager) watchEvents(ctx context.Context, log interface{ Warn(string, ...any) }) {
+func (m *leaseManager) watchEvents(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := m.cfg.Market.Events(ctx, func(e lease.Event) error {
 			l, ok := m.n.fsm.State().Lease(e.LeaseID)
@@ -443,19 +443,45 @@ func (m *leaseManager) watchEvents(ctx context.Context, log interface{ Warn(stri
 				m.mu.Lock()
 				m.reclaiming[l.Id] = e.Deadline
 				m.mu.Unlock()
-				m.n.logger.Warn("reclaim notice: leasing a replacement before the provider takes this lease back",
+				m.log.Warn("reclaim notice: leasing a replacement before the provider takes this lease back",
 					"lease_id", l.Id, "job_id", l.JobId, "provider", l.ProviderName, "deadline", e.Deadline)
 			case lease.EventEscrowLow:
-				m.n.logger.Warn("escrow low", "lease_id", l.Id, "job_id", l.JobId, "balance", lease.Format(e.Balance))
+				m.log.Warn("escrow low", "lease_id", l.Id, "job_id", l.JobId, "balance", lease.Format(e.Balance))
 			}
 			return nil
 		})
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("market event stream ended; reconnecting", "error", err)
+		m.log.Warn("market event stream ended; reconnecting", "error", err)
 		if !sleepCtx(ctx, m.cfg.Retry) {
 			return
+		}
+	}
+}
+
+// forget drops the per-job memory of jobs no longer looked after (ended,
+// with every lease closed).
+func (m *leaseManager) forget(jobs []*meghav1.Job) {
+	keep := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		keep[j.Id] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id := range m.backoff {
+		if !keep[id] {
+			delete(m.backoff, id)
+		}
+	}
+	for id := range m.fails {
+		if !keep[id] {
+			delete(m.fails, id)
+		}
+	}
+	for id := range m.waiting {
+		if !keep[id] {
+			delete(m.waiting, id)
 		}
 	}
 }
@@ -468,7 +494,7 @@ func (m *leaseManager) isReclaiming(id string) bool {
 }
 
 // recordSpend asks the market what active leases have drawn.
-func (m *leaseManager) recordSpend(ctx context.Context, log interface{ Warn(string, ...any) }) {
+func (m *leaseManager) recordSpend(ctx context.Context) {
 	spent := map[string]int64{}
 	for _, l := range m.n.fsm.State().Leases("") {
 		if l.State != meghav1.LeaseState_LEASE_STATE_ACTIVE {
@@ -483,7 +509,7 @@ func (m *leaseManager) recordSpend(ctx context.Context, log interface{ Warn(stri
 			if err := m.apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_LeaseClosed{LeaseClosed: &meghav1.LeaseClosedCommand{
 				LeaseId: l.Id, Reason: "market: " + got.CloseReason, SpentMicros: lease.ToMicroUSD(got.Escrow.Drawn),
 				At: timestamppb.Now()}}}); err != nil {
-				log.Warn("closed lease not recorded", "lease_id", l.Id, "error", err)
+				m.log.Warn("closed lease not recorded", "lease_id", l.Id, "error", err)
 			}
 			continue
 		}
@@ -496,7 +522,7 @@ func (m *leaseManager) recordSpend(ctx context.Context, log interface{ Warn(stri
 	}
 	if err := m.apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_LeaseSpend{LeaseSpend: &meghav1.LeaseSpendCommand{
 		SpentMicros: spent, At: timestamppb.Now()}}}); err != nil {
-		log.Warn("spend not recorded", "error", err)
+		m.log.Warn("spend not recorded", "error", err)
 	}
 }
 

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	sdkmath "cosmossdk.io/math"
 	sdk "github.com/cosmos/cosmos-sdk/types"
+	"github.com/megha-ml/megha/jobspec"
 )
 
 // usd is a uusdc amount of dollars.
@@ -337,5 +339,13 @@ func TestWantDefaultsAndCaps(t *testing.T) {
 	s := mustSelector(t, "cheapest").Select(SelectInput{Order: testOrder(0, 3), Bids: bids})
 	if l := s.Explanations[0].Line; !strings.HasSuffix(l, "not chosen: no leases wanted") {
 		t.Fatal(l)
+	}
+}
+
+// TestSelectorNamesMatchJobSpec: the job spec accepts exactly the
+// selectors the lease manager can run.
+func TestSelectorNamesMatchJobSpec(t *testing.T) {
+	if !slices.Equal(SelectorNames(), jobspec.BidSelectors) {
+		t.Fatalf("lease.SelectorNames() = %v, jobspec.BidSelectors = %v", SelectorNames(), jobspec.BidSelectors)
 	}
 }

@@ -117,32 +117,8 @@ func (r *Replica) Global() []float32 {
 	return r.Trainer.Model.Weights()
 }
 
-// Momentum returns the outer momentum (nil for DDP). Read-only.
-func (r *Replica) Momentum() []float32 { return r.mom }
-
-// SetState installs shared parameters and outer momentum (nil momentum
-// means zero), e.g. from a checkpoint, and resets the inner optimizer.
-func (r *Replica) SetState(global, momentum []float32) error {
-	w := r.Trainer.Model.Weights()
-	if len(global) != len(w) || (momentum != nil && len(momentum) != len(w)) {
-		return fmt.Errorf("train: state of %d/%d values for a model of %d", len(global), len(momentum), len(w))
-	}
-	copy(w, global)
-	if r.Algo == DiLoCo {
-		copy(r.global, global)
-		if momentum == nil {
-			Zero(r.mom)
-		} else {
-			copy(r.mom, momentum)
-		}
-	}
-	r.ResetInner()
-	r.pending = false
-	return nil
-}
-
-// ResetInner clears the inner AdamW state (after a non-finite update).
-func (r *Replica) ResetInner() {
+// resetInner clears the inner AdamW state (after a non-finite update).
+func (r *Replica) resetInner() {
 	o := r.Trainer.Opt
 	Zero(o.M)
 	Zero(o.V)
@@ -155,12 +131,9 @@ type RoundResult struct {
 	Loss   float64 // mean training loss over the round's steps (before each update)
 	// Weight is the member's weight in the mean: Tokens, or 0 when its
 	// update was non-finite and it contributed nothing (Excluded says why).
-	Weight          float64
-	Excluded        error
-	Sent, Received  int64 // all-reduce payload bytes
-	GradNorm        float64
-	LastLR          float64
-	NonFiniteInputs bool // true if the mean itself came back non-finite (round must abort)
+	Weight         float64
+	Excluded       error
+	Sent, Received int64 // all-reduce payload bytes
 }
 
 // Run does round work: for DiLoCo, steps local AdamW steps on batches from
@@ -206,7 +179,6 @@ func (r *Replica) Inner(ctx context.Context, steps int, b *Batch, next func(i in
 	if res.Steps > 0 {
 		res.Loss = lossSum / float64(res.Steps)
 	}
-	res.GradNorm, res.LastLR = r.Trainer.LastNorm, r.Trainer.LastLR
 	return res, nil
 }
 
@@ -250,7 +222,6 @@ func (r *Replica) Reduce(ctx context.Context, ar AllReducer, res RoundResult) (R
 		return res, err
 	}
 	if !finiteSlice(r.delta) {
-		res.NonFiniteInputs = true
 		return res, fmt.Errorf("train: averaged pseudo-gradient has %w", ErrNonFinite)
 	}
 	OuterStep(r.Outer, r.candGlobal, r.candMom, r.global, r.mom, r.delta)
@@ -259,8 +230,8 @@ func (r *Replica) Reduce(ctx context.Context, ar AllReducer, res RoundResult) (R
 
 func (r *Replica) runDDP(ctx context.Context, ar AllReducer, steps int, b *Batch, next func(i int, b *Batch)) (RoundResult, error) {
 	t := r.Trainer
-	w, g := t.Model.Weights(), t.Model.Gradients()
-	copy(r.saveW, w)
+	g := t.Model.Gradients()
+	copy(r.saveW, t.Model.Weights())
 	copy(r.saveM, t.Opt.M)
 	copy(r.saveV, t.Opt.V)
 	r.saveT = t.Opt.T
@@ -286,11 +257,9 @@ func (r *Replica) runDDP(ctx context.Context, ar AllReducer, steps int, b *Batch
 		if err != nil {
 			return res, err
 		}
-		t.LastLR = t.Sched.LR(t.Opt.T + 1)
-		t.LastNorm = t.Opt.Step(w, g, t.LastLR)
+		t.Update()
 	}
 	res.Steps, res.Loss, res.Weight = steps, lossSum/float64(steps), float64(res.Tokens)
-	res.GradNorm, res.LastLR = t.LastNorm, t.LastLR
 	return res, nil
 }
 
@@ -308,7 +277,7 @@ func (r *Replica) Commit() {
 	r.mom, r.candMom = r.candMom, r.mom
 	copy(r.Trainer.Model.Weights(), r.global)
 	if !finiteSlice(r.Trainer.Opt.M) || !finiteSlice(r.Trainer.Opt.V) {
-		r.ResetInner()
+		r.resetInner()
 	}
 }
 

@@ -21,9 +21,16 @@ func NewTrainer(m Model, cfg AdamWConfig, sched Schedule) *Trainer {
 // update.
 func (t *Trainer) Step(b *Batch) float64 {
 	loss := t.Model.BatchGrad(b)
+	t.Update()
+	return loss
+}
+
+// Update applies one AdamW step (scheduled learning rate, clipping) with
+// the model's current gradients: the second half of Step, for callers that
+// change the gradients in between (data parallelism averages them).
+func (t *Trainer) Update() {
 	t.LastLR = t.Sched.LR(t.Opt.T + 1)
 	t.LastNorm = t.Opt.Step(t.Model.Weights(), t.Model.Gradients(), t.LastLR)
-	return loss
 }
 
 // Evaluate returns the mean loss over the batches (weighted by their

@@ -225,8 +225,14 @@ func newLogger(level, format string) (*slog.Logger, error) {
 // writeReadyFile records where the node listens, atomically (write and
 // rename), so a script can wait for the file and read real ports.
 func writeReadyFile(path, id string, srv *coordinator.Server) error {
-	b, err := json.Marshal(map[string]any{"id": id, "grpc_addr": srv.Addr(),
+	return writeJSONFile(path, map[string]any{"id": id, "grpc_addr": srv.Addr(),
 		"raft_addr": srv.Node().RaftAddr(), "pid": os.Getpid()})
+}
+
+// writeJSONFile writes v as JSON to path atomically (write, then rename),
+// so a script waiting for a --ready-file never reads half of one.
+func writeJSONFile(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

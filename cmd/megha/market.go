@@ -222,15 +222,7 @@ func runMarketServe(cmd *cobra.Command, g *globals, f *marketServeFlags) error {
 }
 
 func writeMarketReady(path, addr string) error {
-	b, err := json.Marshal(map[string]any{"grpc_addr": addr, "pid": os.Getpid()})
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("--ready-file: %w", err)
-	}
-	return os.Rename(tmp, path)
+	return writeJSONFile(path, map[string]any{"grpc_addr": addr, "pid": os.Getpid()})
 }
 
 // simOperator answers the operator calls for the embedded market.
