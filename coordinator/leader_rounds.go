@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -284,10 +285,37 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 	return err
 }
 
+// stepWindow is how many recent rounds a member's step time is the median
+// of.
+const stepWindow = 5
+
+// recentStepSeconds is the median of a task's step time this round (now)
+// and in its last stepWindow−1 committed rounds; 0 if it has none.
+func recentStepSeconds(tr *meghav1.TrainStatus, taskID string, now float64) float64 {
+	var xs []float64
+	if now > 0 {
+		xs = append(xs, now)
+	}
+	rounds := tr.GetRounds()
+	for i := len(rounds) - 1; i >= 0 && len(xs) < stepWindow; i-- {
+		for _, m := range rounds[i].Members {
+			if m.TaskId == taskID && m.StepSeconds > 0 {
+				xs = append(xs, m.StepSeconds)
+			}
+		}
+	}
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
 // roundRecord sums the members' reports of a successful attempt and sizes
 // each member's next round: with DiLoCo, local steps in proportion to its
-// measured step rate (the fastest runs H), so that all finish a round at
-// about the same time; with DDP, H each (they step in lockstep).
+// measured step rate (median of its recent rounds; the fastest runs H), so
+// that all finish a round at about the same time; with DDP, H each (they
+// step in lockstep).
 func roundRecord(job *meghav1.Job, round uint64, attempt uint32, reports []*meghav1.FinishRoundRequest) (*meghav1.RoundRecord, map[string]uint32) {
 	sort.Slice(reports, func(a, b int) bool { return reports[a].TaskId < reports[b].TaskId })
 	rec := &meghav1.RoundRecord{Round: round, Attempt: attempt}
@@ -311,8 +339,15 @@ func roundRecord(job *meghav1.Job, round uint64, attempt uint32, reports []*megh
 		if r.HasVal {
 			rec.ValLoss, rec.HasVal = r.ValLoss, true
 		}
-		if st.StepSeconds > 0 {
-			fastest = max(fastest, 1/st.StepSeconds)
+	}
+	// Size by each member's typical step time over its recent rounds, not
+	// this round's alone: one round's time is at the mercy of whatever else
+	// the machine ran meanwhile.
+	stepSeconds := make(map[string]float64, len(rec.Members))
+	for _, st := range rec.Members {
+		if s := recentStepSeconds(job.Status.GetTrain(), st.TaskId, st.StepSeconds); s > 0 {
+			stepSeconds[st.TaskId] = s
+			fastest = max(fastest, 1/s)
 		}
 	}
 	if lossTok > 0 {
@@ -325,8 +360,8 @@ func roundRecord(job *meghav1.Job, round uint64, attempt uint32, reports []*megh
 	steps := make(map[string]uint32, len(reports))
 	for _, st := range rec.Members {
 		k := H
-		if job.Spec.GetSync().GetAlgorithm() != meghav1.SyncAlgorithm_SYNC_ALGORITHM_DDP && st.StepSeconds > 0 && fastest > 0 {
-			k = uint32(max(1, math.Round(float64(H)*(1/st.StepSeconds)/fastest)))
+		if s := stepSeconds[st.TaskId]; job.Spec.GetSync().GetAlgorithm() != meghav1.SyncAlgorithm_SYNC_ALGORITHM_DDP && s > 0 && fastest > 0 {
+			k = uint32(max(1, math.Round(float64(H)*(1/s)/fastest)))
 		}
 		steps[st.TaskId] = k
 	}

@@ -237,3 +237,21 @@ func TestRoundCommandsValidated(t *testing.T) {
 		t.Errorf("refused commands changed the job: %v", j.Status.Train)
 	}
 }
+
+func TestRecentStepSecondsIsAMedian(t *testing.T) {
+	tr := &meghav1.TrainStatus{}
+	for _, s := range []float64{0.01, 0.01, 0.5, 0.01, 0.01, 9} { // one slow outlier long ago, one just now
+		tr.Rounds = append(tr.Rounds, &meghav1.RoundRecord{Members: []*meghav1.MemberRound{{TaskId: "a", StepSeconds: s}, {TaskId: "b", StepSeconds: 1}}})
+	}
+	// This round (0.02) and the last four (9, 0.01, 0.01, 0.5): the
+	// median, with both outliers ignored.
+	if got := recentStepSeconds(tr, "a", 0.02); got != 0.02 {
+		t.Fatalf("median step time %v, want 0.02", got)
+	}
+	if got := recentStepSeconds(&meghav1.TrainStatus{}, "a", 0.03); got != 0.03 {
+		t.Fatalf("with no history %v, want this round's 0.03", got)
+	}
+	if got := recentStepSeconds(tr, "nobody", 0); got != 0 {
+		t.Fatalf("unknown task %v, want 0", got)
+	}
+}
