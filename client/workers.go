@@ -160,3 +160,26 @@ func (c *Client) FinishRound(ctx context.Context, r *meghav1.FinishRoundRequest)
 	})
 	return out, err
 }
+
+// StartTraining asks where a built-in training task begins: round 1, or
+// after restoring a checkpoint. It long-polls for up to r.WaitMs.
+func (c *Client) StartTraining(ctx context.Context, r *meghav1.StartTrainingRequest) (*meghav1.TrainingStart, error) {
+	var out *meghav1.TrainingStart
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		out, err = meghav1.NewWorkerServiceClient(cc).StartTraining(ctx, r)
+		return err
+	})
+	return out, err
+}
+
+// CommitCheckpoint reports a checkpoint whose manifest is written.
+func (c *Client) CommitCheckpoint(ctx context.Context, r *meghav1.CommitCheckpointRequest) (*meghav1.CommitCheckpointResponse, error) {
+	var out *meghav1.CommitCheckpointResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		out, err = meghav1.NewWorkerServiceClient(cc).CommitCheckpoint(ctx, r)
+		return err
+	})
+	return out, err
+}

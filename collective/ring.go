@@ -120,7 +120,9 @@ func (r *Ring) AllReduce(ctx context.Context, buf []float32, weight float64) (St
 }
 
 // AllReduce replaces buf with the weighted mean Σ wᵢ·bufᵢ / Σ wᵢ over all
-// members of cfg's ring. Every member must call it with the same Round,
+// members of cfg's ring (zeros when every weight is 0: a member that joins
+// a round without local work, such as one just restored from a
+// checkpoint, contributes weight 0). Every member must call it with the same Round,
 // World, Addrs, Compression and len(buf). On error buf is unchanged. With
 // cfg.ErrorFeedback the residual is kept per buffer (same backing array and
 // length) on this node.
@@ -275,6 +277,11 @@ func (n *Node) allReduce(ctx context.Context, cfg Config, comp *Compressor, buf 
 	if err := ctx.Err(); err != nil {
 		comp.restore(saved)
 		return st, fmt.Errorf("collective: round %d: rank %d: %w", cfg.Round, r, err)
+	}
+	if p.wsum == 0 {
+		// No member contributed (every weight 0): the mean is no change.
+		clear(buf)
+		return st, nil
 	}
 	if !(p.wsum > 0) {
 		comp.restore(saved)

@@ -138,6 +138,8 @@ func (s *State) apply(index uint64, c *meghav1.Command) (*ApplyResult, error) {
 		res, err = s.applyLeaseClosed(index, cmd.LeaseClosed)
 	case *meghav1.Command_LeaseSpend:
 		res, err = s.applyLeaseSpend(index, cmd.LeaseSpend)
+	case *meghav1.Command_CheckpointCommitted:
+		res, err = s.applyCheckpointCommitted(index, cmd.CheckpointCommitted)
 	case *meghav1.Command_Noop:
 	default:
 		// A command from a newer version, or an empty envelope. Every

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/coordinator/scheduler"
@@ -131,6 +132,14 @@ func (s *State) applyCommitRound(index uint64, c *meghav1.CommitRoundCommand) (*
 	t.BytesSent += rec.BytesSent
 	t.BytesReceived += rec.BytesReceived
 	t.InnerSteps = c.NextInnerSteps
+	for _, m := range rec.Members {
+		if task, ok := s.tasks[m.TaskId]; ok {
+			if t.Cursors == nil {
+				t.Cursors = map[string]uint64{}
+			}
+			t.Cursors[strconv.FormatUint(uint64(task.Rank), 10)] = m.Cursor
+		}
+	}
 	p := j.Status.Progress
 	if p == nil {
 		p = &meghav1.Progress{}
@@ -150,6 +159,7 @@ func (s *State) applyCommitRound(index uint64, c *meghav1.CommitRoundCommand) (*
 		j.Status.State, j.Status.FinishedAt = meghav1.JobState_JOB_STATE_SUCCEEDED, c.At
 		j.Status.LastError = ""
 		j.Status.CancelReason = ""
+		rec.Checkpoint = true // the final state is always checkpointed
 		s.endTasksLocked(j.Id, meghav1.TaskState_TASK_STATE_SUCCEEDED, c.At)
 	}
 	s.putJobLocked(j)

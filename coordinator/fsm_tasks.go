@@ -225,6 +225,13 @@ func (s *State) loseWorkerTasksLocked(index uint64, workerID string, at *timesta
 			// Built-in training goes on with the survivors: the round in
 			// flight is retried without the lost rank.
 			j.Status.LastError += fmt.Sprintf("; training continues with %d workers", survivors)
+		case latestCheckpoint(j) != nil:
+			// Every worker is lost: the job resumes from its latest
+			// checkpoint on the workers placed next.
+			ck := latestCheckpoint(j)
+			j.Status.State = meghav1.JobState_JOB_STATE_RECOVERING
+			j.Status.LastError += fmt.Sprintf("; every worker is lost: resuming from the checkpoint of round %d", ck.Round)
+			rewindLocked(j, ck)
 		default:
 			j.Status.State, j.Status.FinishedAt = meghav1.JobState_JOB_STATE_FAILED, at
 			j.Status.LastError += "; every worker is lost and the job has no checkpoint to resume from"

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
+	"github.com/megha-ml/megha/coordinator/scheduler"
 	"github.com/megha-ml/megha/internal/jobstate"
 	"github.com/megha-ml/megha/jobspec"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -27,6 +28,9 @@ func (e *jobEndpoint) Submit(ctx context.Context, req *meghav1.SubmitJobRequest)
 	id, _ := IdentityFrom(ctx)
 	spec := req.Spec // owned by this call; validation already checked it
 	jobspec.ApplyDefaults(spec)
+	if scheduler.BuiltinTrain(&meghav1.Job{Spec: spec}) && spec.GetCheckpoint().GetStore() == "" {
+		spec.Checkpoint.Store = e.s.node.checkpointStore()
+	}
 	now := timestamppb.New(time.Now())
 	var (
 		res *ApplyResult

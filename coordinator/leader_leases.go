@@ -168,11 +168,6 @@ func (m *leaseManager) pass(ctx context.Context) {
 			continue
 		}
 		want := int(max(j.Spec.GetResources().GetWorkers(), 1))
-		if scheduler.BuiltinTrain(j) && j.Status.GetState() == meghav1.JobState_JOB_STATE_RUNNING {
-			// Built-in training goes on with its survivors; a replacement
-			// would have no checkpoint to restore yet, so none is leased.
-			want = min(want, len(st.liveTasks(j.Id)))
-		}
 		if active >= want {
 			m.dropOrder(ctx, j.Id)
 			continue

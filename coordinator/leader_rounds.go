@@ -29,7 +29,22 @@ type roundBook struct {
 	joins   map[string]map[string]roundJoin                   // job → task → join
 	reports map[string]map[string]*meghav1.FinishRoundRequest // job → task → report of the attempt in flight
 	failed  map[string]time.Time                              // job → when the attempt in flight was seen to fail
+	// behind holds the tasks waiting to restore a checkpoint before they
+	// can join (a replacement, or a task the rounds went on without).
+	behind map[string]map[string]bool // job → task
+	held   map[string]roundHold       // job → the round whose formation waits for them
 }
+
+// roundHold is a round whose formation waits for restoring tasks.
+type roundHold struct {
+	round uint64
+	since time.Time
+}
+
+// restoreHold bounds how long a round's formation waits for tasks that
+// are restoring a checkpoint; after it the round goes on without them
+// and they try again at a later round.
+const restoreHold = 30 * time.Second
 
 type roundJoin struct {
 	round  uint64
@@ -49,6 +64,8 @@ func (b *roundBook) reset() {
 	b.joins = map[string]map[string]roundJoin{}
 	b.reports = map[string]map[string]*meghav1.FinishRoundRequest{}
 	b.failed = map[string]time.Time{}
+	b.behind = map[string]map[string]bool{}
+	b.held = map[string]roundHold{}
 	b.notifyLocked()
 }
 
@@ -69,11 +86,60 @@ func (b *roundBook) join(job, task string, j roundJoin) {
 	if b.joins[job] == nil {
 		b.joins[job] = map[string]roundJoin{}
 	}
+	delete(b.behind[job], task)
 	if old, ok := b.joins[job][task]; ok && old == j {
 		return
 	}
 	b.joins[job][task] = j
 	b.notifyLocked()
+}
+
+// markBehind records that a task waits to restore a checkpoint.
+func (b *roundBook) markBehind(job, task string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.behind[job] == nil {
+		b.behind[job] = map[string]bool{}
+	}
+	if !b.behind[job][task] {
+		b.behind[job][task] = true
+		b.notifyLocked()
+	}
+}
+
+// pruneBehind forgets restoring tasks of a job that are no longer live.
+func (b *roundBook) pruneBehind(job string, live []*meghav1.Task) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for task := range b.behind[job] {
+		if !slices.ContainsFunc(live, func(t *meghav1.Task) bool { return t.Id == task }) {
+			delete(b.behind[job], task)
+		}
+	}
+}
+
+// behindTasks returns the tasks of a job waiting to restore.
+func (b *roundBook) behindTasks(job string) map[string]bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]bool, len(b.behind[job]))
+	for k := range b.behind[job] {
+		out[k] = true
+	}
+	return out
+}
+
+// hold reports whether the formation of a job's round may still wait for
+// restoring tasks: for restoreHold from the first time it waited.
+func (b *roundBook) hold(job string, round uint64, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h, ok := b.held[job]
+	if !ok || h.round != round {
+		h = roundHold{round: round, since: now}
+		b.held[job] = h
+	}
+	return now.Sub(h.since) < restoreHold
 }
 
 func (b *roundBook) report(job string, r *meghav1.FinishRoundRequest) {
@@ -137,6 +203,16 @@ func (b *roundBook) forget(keep map[string]bool) {
 			delete(b.failed, id)
 		}
 	}
+	for id := range b.behind {
+		if !keep[id] {
+			delete(b.behind, id)
+		}
+	}
+	for id := range b.held {
+		if !keep[id] {
+			delete(b.held, id)
+		}
+	}
 }
 
 // retryDelay spaces out retries of a round that fails while none of its
@@ -180,6 +256,7 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 	job := v.Job
 	tr := job.Status.GetTrain()
 	next := tr.GetCommitted() + 1
+	n.rounds.pruneBehind(job.Id, v.Live)
 	joins, reports, failedAt := n.rounds.snapshot(job.Id)
 	apply := func(c *meghav1.Command) error {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -189,18 +266,9 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 	}
 
 	if len(tr.GetMembers()) == 0 {
-		// Form attempt 0 once every live task is ready for the round.
-		if len(v.Live) == 0 {
+		members := n.formRound(job, next, v.Live, joins)
+		if len(members) == 0 {
 			return nil
-		}
-		members := make([]*meghav1.RoundMember, 0, len(v.Live))
-		for _, t := range v.Live {
-			j, ok := joins[t.Id]
-			if !ok || j.round != next || j.worker != t.WorkerId {
-				return nil
-			}
-			members = append(members, &meghav1.RoundMember{TaskId: t.Id, WorkerId: t.WorkerId,
-				Rank: uint32(len(members)), Addr: j.addr})
 		}
 		err := apply(&meghav1.Command{Cmd: &meghav1.Command_StartRound{StartRound: &meghav1.StartRoundCommand{
 			JobId: job.Id, Round: next, Attempt: 0, Members: members, At: timestamppb.Now()}}})
@@ -239,6 +307,10 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 	if len(problems) == 0 && !waiting {
 		n.rounds.clearFailed(job.Id)
 		rec, steps := roundRecord(job, next, tr.Attempt, ok)
+		// Checkpoint at the spec's cadence, and at once when a task waits
+		// to restore (it can only join from the latest committed round).
+		every := uint64(job.Spec.GetCheckpoint().GetEveryRounds())
+		rec.Checkpoint = (every > 0 && next%every == 0) || len(n.rounds.behindTasks(job.Id)) > 0
 		err := apply(&meghav1.Command{Cmd: &meghav1.Command_CommitRound{CommitRound: &meghav1.CommitRoundCommand{
 			JobId: job.Id, Record: rec, NextInnerSteps: steps, At: timestamppb.Now()}}})
 		if err == nil {
@@ -283,6 +355,45 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 			"members", len(survivors), "reason", reason)
 	}
 	return err
+}
+
+// formRound returns the members of a job's next round once it can form,
+// or nil to wait. The first round waits for every live task. Later rounds
+// wait for the members of the last committed round that are still live
+// (they hold the shared state) and take any other task that has joined.
+// Tasks restoring a checkpoint are waited for while a checkpoint they can
+// restore exists or is being written, for at most restoreHold.
+func (n *Node) formRound(job *meghav1.Job, next uint64, live []*meghav1.Task, joins map[string]roundJoin) []*meghav1.RoundMember {
+	if len(live) == 0 {
+		return nil
+	}
+	tr := job.Status.GetTrain()
+	synced := map[string]bool{}
+	restorable := false
+	if rounds := tr.GetRounds(); len(rounds) > 0 {
+		last := rounds[len(rounds)-1]
+		for _, m := range last.Members {
+			synced[m.TaskId] = true
+		}
+		ck := latestCheckpoint(job)
+		restorable = last.Checkpoint || (ck != nil && ck.Round == tr.GetCommitted())
+	}
+	behind := n.rounds.behindTasks(job.Id)
+	var members []*meghav1.RoundMember
+	for _, t := range live {
+		j, ok := joins[t.Id]
+		joined := ok && j.round == next && j.worker == t.WorkerId
+		switch {
+		case joined:
+			members = append(members, &meghav1.RoundMember{TaskId: t.Id, WorkerId: t.WorkerId,
+				Rank: uint32(len(members)), Addr: j.addr})
+		case next == 1 || synced[t.Id]:
+			return nil
+		case behind[t.Id] && restorable && n.rounds.hold(job.Id, next, time.Now()):
+			return nil
+		}
+	}
+	return members
 }
 
 // stepWindow is how many recent rounds a member's step time is the median

@@ -55,7 +55,10 @@ type NodeConfig struct {
 	Workers       WorkerConfig
 	// Market, when set, is where the leader leases workers for jobs.
 	Market MarketConfig
-	Logger *slog.Logger
+	// CheckpointStore is the store URL given to training jobs that name
+	// none (checkpoint.store); empty means file://DATA_DIR/checkpoints.
+	CheckpointStore string
+	Logger          *slog.Logger
 }
 
 // Node is one member of the coordinator's Raft cluster: the log on disk,

@@ -8,6 +8,8 @@ import (
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 	"github.com/megha-ml/megha/coordinator/scheduler"
 	"github.com/megha-ml/megha/internal/jobstate"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // maxRoundWait bounds a JoinRound or FinishRound long-poll, below the
@@ -90,7 +92,7 @@ func (e *workerEndpoint) JoinRound(ctx context.Context, req *meghav1.JoinRoundRe
 		next := tr.GetCommitted() + 1
 		switch {
 		case req.Round < next:
-			return &meghav1.RoundPlan{Stop: true, Reason: fmt.Sprintf("round %d was committed without task %s", req.Round, t.Id)}, nil
+			return &meghav1.RoundPlan{Resync: true, Reason: fmt.Sprintf("round %d was committed without task %s", req.Round, t.Id)}, nil
 		case req.Round > next:
 			return nil, toStatus(fmt.Errorf("%w: round %d is ahead of the job's next round %d", ErrBadTransition, req.Round, next))
 		}
@@ -98,7 +100,7 @@ func (e *workerEndpoint) JoinRound(ctx context.Context, req *meghav1.JoinRoundRe
 			if p, ok := planFor(j, t.Id); ok {
 				return p, nil
 			}
-			return &meghav1.RoundPlan{Stop: true, Reason: fmt.Sprintf("round %d started without task %s", next, t.Id)}, nil
+			return &meghav1.RoundPlan{Resync: true, Reason: fmt.Sprintf("round %d started without task %s", next, t.Id)}, nil
 		}
 		if !joined {
 			n.rounds.join(j.Id, t.Id, roundJoin{round: req.Round, addr: req.Addr, worker: req.WorkerId})
@@ -193,5 +195,95 @@ func committedOutcome(j *meghav1.Job, t *meghav1.Task, req *meghav1.FinishRoundR
 	if req.Round == tr.Committed {
 		out.NextInnerSteps = tr.InnerSteps[t.Id]
 	}
+	if rec.Checkpoint {
+		// Every member hears it; the round's rank 0 writes it. Cursors
+		// and totals are as of this round only while it is the last.
+		out.Checkpoint = true
+		out.Cursors, out.Tokens = tr.Cursors, tr.Tokens
+		out.Step = j.Status.GetProgress().GetStep()
+		if req.Round != tr.Committed {
+			out.Checkpoint = false // superseded by a later round's state
+		}
+	}
 	return out
+}
+
+// StartTraining tells a starting built-in training task where to begin:
+// at round 1 while the job has committed none and none is in flight;
+// otherwise by restoring the latest checkpoint, which must be of the last
+// committed round (a task can only join with the shared state everyone
+// else holds). Until there is such a checkpoint the task waits; the leader
+// has the next committed round checkpointed and holds the round after it
+// for the task (formRound).
+func (e *workerEndpoint) StartTraining(ctx context.Context, req *meghav1.StartTrainingRequest) (*meghav1.TrainingStart, error) {
+	n := e.s.node
+	if err := n.checkLeader(false); err != nil {
+		return nil, toStatus(err)
+	}
+	deadline := time.NewTimer(roundWait(req.WaitMs))
+	defer deadline.Stop()
+	for {
+		t, j, err := n.roundCaller(req.WorkerId, req.Epoch, req.TaskId)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if why := stopReason(t, j); why != "" {
+			return &meghav1.TrainingStart{Stop: true, Reason: why}, nil
+		}
+		tr := j.Status.GetTrain()
+		ck := latestCheckpoint(j)
+		switch {
+		case tr.GetCommitted() == 0 && len(tr.GetMembers()) == 0 && ck == nil:
+			return &meghav1.TrainingStart{Ready: true, Round: 1}, nil
+		case ck != nil && ck.Round == tr.GetCommitted():
+			n.rounds.markBehind(j.Id, t.Id) // until it joins the next round
+			return &meghav1.TrainingStart{Ready: true, Round: ck.Round + 1, Restore: ck}, nil
+		}
+		n.rounds.markBehind(j.Id, t.Id)
+		_, _, changed := n.fsm.State().JobWatch(j.Id)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			why := fmt.Sprintf("waiting for a checkpoint of round %d to restore", max(tr.GetCommitted(), 1))
+			if ck != nil {
+				why += fmt.Sprintf(" (the latest is of round %d)", ck.Round)
+			}
+			return &meghav1.TrainingStart{Reason: why}, nil
+		case <-changed:
+		}
+		if !n.IsLeader() {
+			return nil, toStatus(n.leaderErr(ErrNotLeader))
+		}
+	}
+}
+
+// CommitCheckpoint records a checkpoint a task of the job has written:
+// CheckpointCommitted through Raft. Retrying it is safe: a checkpoint
+// already recorded is acknowledged again.
+func (e *workerEndpoint) CommitCheckpoint(ctx context.Context, req *meghav1.CommitCheckpointRequest) (*meghav1.CommitCheckpointResponse, error) {
+	n := e.s.node
+	if err := n.checkLeader(false); err != nil {
+		return nil, toStatus(err)
+	}
+	t, j, err := n.roundCaller(req.WorkerId, req.Epoch, req.TaskId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ck := req.GetCheckpoint()
+	if ck == nil {
+		return nil, toStatus(fmt.Errorf("%w: checkpoint is required", ErrInvalid))
+	}
+	if last := latestCheckpoint(j); last != nil && last.Round == ck.Round && last.Key == ck.Key {
+		return &meghav1.CommitCheckpointResponse{}, nil
+	}
+	ck = proto.Clone(ck).(*meghav1.CheckpointInfo)
+	ck.TaskId = t.Id
+	_, err = n.Apply(ctx, &meghav1.Command{Cmd: &meghav1.Command_CheckpointCommitted{CheckpointCommitted: &meghav1.CheckpointCommittedCommand{
+		JobId: j.Id, Checkpoint: ck, Pruned: req.Pruned, At: timestamppb.Now()}}})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	n.logger.Info("checkpoint committed", "job_id", j.Id, "round", ck.Round, "bytes", ck.Bytes, "uploaded", ck.Uploaded, "store", ck.Store)
+	return &meghav1.CommitCheckpointResponse{}, nil
 }

@@ -25,6 +25,11 @@ type roundMember struct {
 
 func roundSetup(t *testing.T, rounds uint64) (*Server, *client.Client, string, []roundMember) {
 	t.Helper()
+	return roundSetupSpec(t, rounds, nil)
+}
+
+func roundSetupSpec(t *testing.T, rounds uint64, ck *meghav1.CheckpointSpec) (*Server, *client.Client, string, []roundMember) {
+	t.Helper()
 	s := startServer(t, "n1", true, func(c *ServerConfig) {
 		c.Workers.Detector = DefaultDetectorConfig()
 		c.Workers.Detector.AcceptablePause = time.Hour // nobody is lost unless the test says so
@@ -47,7 +52,7 @@ func roundSetup(t *testing.T, rounds uint64) (*Server, *client.Client, string, [
 		Data:      &meghav1.DataSpec{Dataset: "synthetic", BatchSize: 4, SeqLen: 8},
 		Resources: &meghav1.Resources{Workers: 3},
 		Sync:      &meghav1.SyncSpec{InnerSteps: 10, OuterLr: 0.7, OuterMomentum: 0.9},
-		Stop:      &meghav1.StopCondition{Rounds: rounds}}
+		Stop:      &meghav1.StopCondition{Rounds: rounds}, Checkpoint: ck}
 	sub, err := admin.Submit(ctxT(t), spec, "r1")
 	if err != nil {
 		t.Fatal(err)

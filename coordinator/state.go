@@ -209,6 +209,11 @@ func (s *State) putJobLocked(j *meghav1.Job) {
 	case (st == meghav1.JobState_JOB_STATE_PENDING || st == meghav1.JobState_JOB_STATE_LEASING ||
 		st == meghav1.JobState_JOB_STATE_RECOVERING) && scheduler.Runnable(j):
 		s.waiting[j.Id] = struct{}{}
+	case st == meghav1.JobState_JOB_STATE_RUNNING && scheduler.BuiltinTrain(j) &&
+		len(s.liveTasksLocked(j.Id)) < int(max(j.Spec.GetResources().GetWorkers(), 1)):
+		// Built-in training goes on with its survivors; a worker placed
+		// on a lost rank restores the latest checkpoint and joins.
+		s.waiting[j.Id] = struct{}{}
 	default:
 		delete(s.waiting, j.Id)
 	}

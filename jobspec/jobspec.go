@@ -43,9 +43,11 @@
 //	  tokens: 1000000
 //	  target_loss: 2.5
 //	checkpoint:
-//	  store: file://./megha-data/checkpoints  # or s3://bucket/prefix
+//	  store: file://./.megha/checkpoints  # or s3://bucket/prefix?endpoint=host:9000&secure=false
+//	  mirrors: [s3://backup/ckpt]      # committed only once on every store
 //	  every_rounds: 5
-//	  keep: 3
+//	  keep: 3                          # the last 3 checkpoints...
+//	  keep_every: 50                   # ...and every 50th round's
 //	budget:
 //	  max_spend: 25.00                 # US dollars
 //	labels: {team: nlp}
@@ -100,7 +102,7 @@ var (
 	resourcesKeys  = []string{"workers", "gpu_models", "min_vram_gib", "gpus_per_worker", "max_price_per_gpu_hour", "bid_selector"}
 	syncKeys       = []string{"algorithm", "inner_steps", "compression", "outer_lr", "outer_momentum", "error_feedback"}
 	stopKeys       = []string{"rounds", "tokens", "target_loss"}
-	checkpointKeys = []string{"store", "every_rounds", "keep"}
+	checkpointKeys = []string{"store", "mirrors", "every_rounds", "keep", "keep_every"}
 	budgetKeys     = []string{"max_spend"}
 )
 

@@ -111,8 +111,10 @@ func (m *marshaler) jobSpec(spec *meghav1.JobSpec) *yaml.Node {
 	if c := spec.Checkpoint; c != nil {
 		s := newMapping()
 		s.set("store", m.str("checkpoint.store", c.Store))
+		s.set("mirrors", m.strList("checkpoint.mirrors", c.Mirrors))
 		s.set("every_rounds", uintNode(uint64(c.EveryRounds)))
 		s.set("keep", uintNode(uint64(c.Keep)))
+		s.set("keep_every", uintNode(uint64(c.KeepEvery)))
 		top.set("checkpoint", s.node)
 	}
 	if b := spec.Budget; b != nil {

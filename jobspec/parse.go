@@ -349,6 +349,10 @@ func (p *parser) checkpoint(n *yaml.Node, path string) *meghav1.CheckpointSpec {
 			c.EveryRounds = uint32(p.uint(v, path, 32, "5"))
 		case "keep":
 			c.Keep = uint32(p.uint(v, path, 32, "3"))
+		case "keep_every":
+			c.KeepEvery = uint32(p.uint(v, path, 32, "10"))
+		case "mirrors":
+			c.Mirrors = p.strList(v, path, "[s3://bucket/prefix?endpoint=host:9000]")
 		}
 	}) {
 		return nil

@@ -1,7 +1,11 @@
 package jobspec
 
 import (
+	"fmt"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
 )
@@ -89,8 +93,26 @@ func (v *validator) stop(s *meghav1.StopCondition, builtin bool) {
 
 func (v *validator) checkpoint(c *meghav1.CheckpointSpec) {
 	if store := c.GetStore(); store != "" {
-		if msg := checkURI(store, []string{"file", "s3"}); msg != "" {
+		if msg := checkStoreURI(store); msg != "" {
 			v.add("checkpoint.store", "%s", msg)
+		}
+	}
+	if len(c.GetMirrors()) > maxMirrors {
+		v.add("checkpoint.mirrors", "lists %d stores; at most %d are allowed", len(c.GetMirrors()), maxMirrors)
+	}
+	for i, m := range c.GetMirrors() {
+		field := fmt.Sprintf("checkpoint.mirrors[%d]", i)
+		switch {
+		case m == "":
+			v.add(field, "is empty; write a store URL like s3://bucket/prefix")
+		case c.GetStore() == "":
+			v.add(field, "needs checkpoint.store: mirrors copy the main store, so name it too")
+		case m == c.GetStore() || slices.Contains(c.GetMirrors()[:i], m):
+			v.add(field, "%s is already listed; remove one", quote(m))
+		default:
+			if msg := checkStoreURI(m); msg != "" {
+				v.add(field, "%s", msg)
+			}
 		}
 	}
 	if v.train && c.GetEveryRounds() == 0 {
@@ -106,3 +128,29 @@ func (v *validator) checkpoint(c *meghav1.CheckpointSpec) {
 }
 
 func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// maxMirrors bounds checkpoint.mirrors.
+const maxMirrors = 4
+
+// checkStoreURI checks a checkpoint store URL's shape: file or s3, and for
+// s3 only the query parameters the store reads, and no credentials.
+func checkStoreURI(uri string) string {
+	if msg := checkURI(uri, []string{"file", "s3"}); msg != "" {
+		return msg
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return fmt.Sprintf("%s is not a valid URI", quote(uri))
+	}
+	if u.User != nil {
+		return "must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or MINIO_ROOT_USER and MINIO_ROOT_PASSWORD) where the workers run"
+	}
+	if strings.EqualFold(u.Scheme, "s3") {
+		for k := range u.Query() {
+			if k != "endpoint" && k != "secure" && k != "region" {
+				return fmt.Sprintf("has an unknown parameter %s; an s3 store takes endpoint=HOST:PORT, secure=true|false and region=NAME", quote(k))
+			}
+		}
+	}
+	return ""
+}

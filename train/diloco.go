@@ -310,3 +310,72 @@ func finiteSlice(x []float32) bool {
 	}
 	return true
 }
+
+// ReplicaState is what a checkpoint keeps of a replica between rounds: the
+// state every member shares. For DiLoCo that is θ and the outer momentum
+// (each member's inner AdamW state is its own, and a restored member starts
+// it afresh); for DDP the parameters and the AdamW state, which are the
+// same on every member.
+type ReplicaState struct {
+	Params   []float32 // θ (DiLoCo) or the parameters (DDP)
+	Momentum []float32 // DiLoCo: outer Nesterov momentum
+	AdamM    []float32 // DDP: AdamW first moment
+	AdamV    []float32 // DDP: AdamW second moment
+	AdamT    int       // DDP: AdamW step count
+	// Step is the replica's position in the learning-rate schedule (its
+	// local steps so far); a restored DiLoCo replica resumes the schedule
+	// there with fresh AdamW moments.
+	Step int
+}
+
+// State returns views of the shared state as of the last committed round.
+// They are read-only and valid until the next Run, Reduce or Commit: copy
+// them (a checkpoint's in-memory copy) before training goes on.
+func (r *Replica) State() ReplicaState {
+	if r.Algo == DiLoCo {
+		return ReplicaState{Params: r.global, Momentum: r.mom, Step: r.Trainer.StepOffset + r.Trainer.Opt.T}
+	}
+	o := r.Trainer.Opt
+	return ReplicaState{Params: r.Trainer.Model.Weights(), AdamM: o.M, AdamV: o.V, AdamT: o.T, Step: r.Trainer.StepOffset + o.T}
+}
+
+// Restore sets the shared state from a checkpoint, between rounds. DiLoCo
+// also resets the local parameters to θ and the inner AdamW state.
+func (r *Replica) Restore(s ReplicaState) error {
+	if r.pending {
+		return errors.New("train: restore during a round")
+	}
+	n := len(r.Trainer.Model.Weights())
+	check := func(name string, x []float32) error {
+		if len(x) != n {
+			return fmt.Errorf("train: restoring %s: %d values, the model has %d parameters", name, len(x), n)
+		}
+		if !finiteSlice(x) {
+			return fmt.Errorf("train: restoring %s: %w", name, ErrNonFinite)
+		}
+		return nil
+	}
+	if r.Algo == DiLoCo {
+		if err := errors.Join(check("parameters", s.Params), check("outer momentum", s.Momentum)); err != nil {
+			return err
+		}
+		copy(r.global, s.Params)
+		copy(r.mom, s.Momentum)
+		copy(r.Trainer.Model.Weights(), s.Params)
+		r.resetInner()
+		r.Trainer.Opt.T, r.Trainer.StepOffset = 0, max(s.Step, 0)
+		return nil
+	}
+	if err := errors.Join(check("parameters", s.Params), check("AdamW first moment", s.AdamM), check("AdamW second moment", s.AdamV)); err != nil {
+		return err
+	}
+	if s.AdamT < 0 {
+		return fmt.Errorf("train: restoring AdamW step count %d", s.AdamT)
+	}
+	copy(r.Trainer.Model.Weights(), s.Params)
+	o := r.Trainer.Opt
+	copy(o.M, s.AdamM)
+	copy(o.V, s.AdamV)
+	o.T, r.Trainer.StepOffset = s.AdamT, max(s.Step-s.AdamT, 0)
+	return nil
+}

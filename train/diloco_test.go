@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -320,4 +322,55 @@ func TestDDPMatchesLargeBatch(t *testing.T) {
 			t.Fatalf("DDP replicas differ at %d", k)
 		}
 	}
+}
+
+// A replica restored from another's state between rounds continues in
+// step with it: same shared state, same next round.
+func TestReplicaRestore(t *testing.T) {
+	for _, algo := range []Algorithm{DiLoCo, DDP} {
+		t.Run(algo.String(), func(t *testing.T) {
+			mk := func() *Replica {
+				m, err := NewModel("mlp-tiny", 4, 1, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return NewReplica(NewTrainer(m, DefaultAdamW(), DefaultSchedule("mlp-tiny", 100)), algo, DefaultOuter())
+			}
+			a, b := mk(), mk()
+			src, err := NewSynthetic(SyntheticConfig{Order: 2, Branch: 4, Alphabet: 16, Seed: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			batch := NewBatch(4, a.Trainer.Model.ContextLen())
+			fill := func(i int, bt *Batch) { src.Fill(bt, 0, i) }
+			if _, err := a.Run(context.Background(), soloReducer{}, 3, batch, fill); err != nil {
+				t.Fatal(err)
+			}
+			a.Commit()
+			st := a.State()
+			cp := ReplicaState{Params: slices.Clone(st.Params), Momentum: slices.Clone(st.Momentum),
+				AdamM: slices.Clone(st.AdamM), AdamV: slices.Clone(st.AdamV), AdamT: st.AdamT, Step: st.Step}
+			if err := b.Restore(cp); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(a.Global(), b.Global()) || !slices.Equal(a.State().Momentum, b.State().Momentum) {
+				t.Fatal("restored shared state differs")
+			}
+			if got := b.Trainer.StepOffset + b.Trainer.Opt.T; got != 3 {
+				t.Fatalf("restored schedule position %d, want 3", got)
+			}
+			bad := cp
+			bad.Params = bad.Params[:10]
+			if err := b.Restore(bad); err == nil || !strings.Contains(err.Error(), "parameters") {
+				t.Fatalf("short parameters: %v", err)
+			}
+		})
+	}
+}
+
+// soloReducer is a one-member all-reduce: the mean is the buffer itself.
+type soloReducer struct{}
+
+func (soloReducer) AllReduce(ctx context.Context, buf []float32, w float64) (int64, int64, error) {
+	return 0, 0, nil
 }

@@ -9,6 +9,10 @@ type Trainer struct {
 	Sched    Schedule
 	LastNorm float64 // gradient norm (before clipping) of the last Step
 	LastLR   float64 // learning rate used by the last Step
+	// StepOffset is where the schedule stood when the optimizer state was
+	// last reset (a restored DiLoCo replica): the learning rate of a step
+	// is Sched.LR(StepOffset + Opt.T + 1).
+	StepOffset int
 }
 
 // NewTrainer creates a trainer with weight decay masked to the model's
@@ -29,7 +33,7 @@ func (t *Trainer) Step(b *Batch) float64 {
 // the model's current gradients: the second half of Step, for callers that
 // change the gradients in between (data parallelism averages them).
 func (t *Trainer) Update() {
-	t.LastLR = t.Sched.LR(t.Opt.T + 1)
+	t.LastLR = t.Sched.LR(t.StepOffset + t.Opt.T + 1)
 	t.LastNorm = t.Opt.Step(t.Model.Weights(), t.Model.Gradients(), t.LastLR)
 }
 

@@ -53,6 +53,7 @@ type Command struct {
 	//	*Command_LeaseCreated
 	//	*Command_LeaseClosed
 	//	*Command_LeaseSpend
+	//	*Command_CheckpointCommitted
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,6 +249,15 @@ func (x *Command) GetLeaseSpend() *LeaseSpendCommand {
 	return nil
 }
 
+func (x *Command) GetCheckpointCommitted() *CheckpointCommittedCommand {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_CheckpointCommitted); ok {
+			return x.CheckpointCommitted
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -320,6 +330,10 @@ type Command_LeaseSpend struct {
 	LeaseSpend *LeaseSpendCommand `protobuf:"bytes,17,opt,name=lease_spend,json=leaseSpend,proto3,oneof"`
 }
 
+type Command_CheckpointCommitted struct {
+	CheckpointCommitted *CheckpointCommittedCommand `protobuf:"bytes,18,opt,name=checkpoint_committed,json=checkpointCommitted,proto3,oneof"`
+}
+
 func (*Command_SubmitJob) isCommand_Cmd() {}
 
 func (*Command_CancelJob) isCommand_Cmd() {}
@@ -353,6 +367,8 @@ func (*Command_LeaseCreated) isCommand_Cmd() {}
 func (*Command_LeaseClosed) isCommand_Cmd() {}
 
 func (*Command_LeaseSpend) isCommand_Cmd() {}
+
+func (*Command_CheckpointCommitted) isCommand_Cmd() {}
 
 // AssignTasksCommand places a job's ranks on workers (the scheduler's
 // plan). The job moves to Running.
@@ -675,6 +691,76 @@ func (x *CommitRoundCommand) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// CheckpointCommittedCommand records a checkpoint whose manifest is in
+// every store of its job, and forgets those retention removed.
+type CheckpointCommittedCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Checkpoint    *CheckpointInfo        `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Pruned        []uint64               `protobuf:"varint,3,rep,packed,name=pruned,proto3" json:"pruned,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointCommittedCommand) Reset() {
+	*x = CheckpointCommittedCommand{}
+	mi := &file_megha_v1_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointCommittedCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointCommittedCommand) ProtoMessage() {}
+
+func (x *CheckpointCommittedCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointCommittedCommand.ProtoReflect.Descriptor instead.
+func (*CheckpointCommittedCommand) Descriptor() ([]byte, []int) {
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CheckpointCommittedCommand) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CheckpointCommittedCommand) GetCheckpoint() *CheckpointInfo {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *CheckpointCommittedCommand) GetPruned() []uint64 {
+	if x != nil {
+		return x.Pruned
+	}
+	return nil
+}
+
+func (x *CheckpointCommittedCommand) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // LeaseCreatedCommand records a lease accepted on the market for a job.
 type LeaseCreatedCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -686,7 +772,7 @@ type LeaseCreatedCommand struct {
 
 func (x *LeaseCreatedCommand) Reset() {
 	*x = LeaseCreatedCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +784,7 @@ func (x *LeaseCreatedCommand) String() string {
 func (*LeaseCreatedCommand) ProtoMessage() {}
 
 func (x *LeaseCreatedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[5]
+	mi := &file_megha_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +797,7 @@ func (x *LeaseCreatedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCreatedCommand.ProtoReflect.Descriptor instead.
 func (*LeaseCreatedCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LeaseCreatedCommand) GetLease() *Lease {
@@ -742,7 +828,7 @@ type LeaseClosedCommand struct {
 
 func (x *LeaseClosedCommand) Reset() {
 	*x = LeaseClosedCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +840,7 @@ func (x *LeaseClosedCommand) String() string {
 func (*LeaseClosedCommand) ProtoMessage() {}
 
 func (x *LeaseClosedCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[6]
+	mi := &file_megha_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +853,7 @@ func (x *LeaseClosedCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseClosedCommand.ProtoReflect.Descriptor instead.
 func (*LeaseClosedCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaseClosedCommand) GetLeaseId() string {
@@ -809,7 +895,7 @@ type LeaseSpendCommand struct {
 
 func (x *LeaseSpendCommand) Reset() {
 	*x = LeaseSpendCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +907,7 @@ func (x *LeaseSpendCommand) String() string {
 func (*LeaseSpendCommand) ProtoMessage() {}
 
 func (x *LeaseSpendCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[7]
+	mi := &file_megha_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +920,7 @@ func (x *LeaseSpendCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseSpendCommand.ProtoReflect.Descriptor instead.
 func (*LeaseSpendCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaseSpendCommand) GetSpentMicros() map[string]int64 {
@@ -863,7 +949,7 @@ type RegisterWorkerCommand struct {
 
 func (x *RegisterWorkerCommand) Reset() {
 	*x = RegisterWorkerCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +961,7 @@ func (x *RegisterWorkerCommand) String() string {
 func (*RegisterWorkerCommand) ProtoMessage() {}
 
 func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[8]
+	mi := &file_megha_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +974,7 @@ func (x *RegisterWorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerCommand.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterWorkerCommand) GetWorker() *Worker {
@@ -911,7 +997,7 @@ type WorkerLostCommand struct {
 
 func (x *WorkerLostCommand) Reset() {
 	*x = WorkerLostCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1009,7 @@ func (x *WorkerLostCommand) String() string {
 func (*WorkerLostCommand) ProtoMessage() {}
 
 func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[9]
+	mi := &file_megha_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1022,7 @@ func (x *WorkerLostCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLostCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLostCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WorkerLostCommand) GetId() string {
@@ -980,7 +1066,7 @@ type WorkerLeftCommand struct {
 
 func (x *WorkerLeftCommand) Reset() {
 	*x = WorkerLeftCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1078,7 @@ func (x *WorkerLeftCommand) String() string {
 func (*WorkerLeftCommand) ProtoMessage() {}
 
 func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[10]
+	mi := &file_megha_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1091,7 @@ func (x *WorkerLeftCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerLeftCommand.ProtoReflect.Descriptor instead.
 func (*WorkerLeftCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WorkerLeftCommand) GetId() string {
@@ -1047,7 +1133,7 @@ type SubmitJobsCommand struct {
 
 func (x *SubmitJobsCommand) Reset() {
 	*x = SubmitJobsCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1145,7 @@ func (x *SubmitJobsCommand) String() string {
 func (*SubmitJobsCommand) ProtoMessage() {}
 
 func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[11]
+	mi := &file_megha_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1158,7 @@ func (x *SubmitJobsCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobsCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobsCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitJobsCommand) GetJobs() []*SubmitJobCommand {
@@ -1094,7 +1180,7 @@ type SubmitJobCommand struct {
 
 func (x *SubmitJobCommand) Reset() {
 	*x = SubmitJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1192,7 @@ func (x *SubmitJobCommand) String() string {
 func (*SubmitJobCommand) ProtoMessage() {}
 
 func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[12]
+	mi := &file_megha_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1205,7 @@ func (x *SubmitJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobCommand.ProtoReflect.Descriptor instead.
 func (*SubmitJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubmitJobCommand) GetJob() *Job {
@@ -1149,7 +1235,7 @@ type CancelJobCommand struct {
 
 func (x *CancelJobCommand) Reset() {
 	*x = CancelJobCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[13]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1247,7 @@ func (x *CancelJobCommand) String() string {
 func (*CancelJobCommand) ProtoMessage() {}
 
 func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[13]
+	mi := &file_megha_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1260,7 @@ func (x *CancelJobCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobCommand.ProtoReflect.Descriptor instead.
 func (*CancelJobCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CancelJobCommand) GetId() string {
@@ -1221,7 +1307,7 @@ type UpdateJobStatusCommand struct {
 
 func (x *UpdateJobStatusCommand) Reset() {
 	*x = UpdateJobStatusCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[14]
+	mi := &file_megha_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1319,7 @@ func (x *UpdateJobStatusCommand) String() string {
 func (*UpdateJobStatusCommand) ProtoMessage() {}
 
 func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[14]
+	mi := &file_megha_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1332,7 @@ func (x *UpdateJobStatusCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateJobStatusCommand.ProtoReflect.Descriptor instead.
 func (*UpdateJobStatusCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateJobStatusCommand) GetId() string {
@@ -1302,7 +1388,7 @@ type UpsertMemberCommand struct {
 
 func (x *UpsertMemberCommand) Reset() {
 	*x = UpsertMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[15]
+	mi := &file_megha_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1400,7 @@ func (x *UpsertMemberCommand) String() string {
 func (*UpsertMemberCommand) ProtoMessage() {}
 
 func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[15]
+	mi := &file_megha_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1413,7 @@ func (x *UpsertMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertMemberCommand.ProtoReflect.Descriptor instead.
 func (*UpsertMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpsertMemberCommand) GetMember() *Member {
@@ -1347,7 +1433,7 @@ type RemoveMemberCommand struct {
 
 func (x *RemoveMemberCommand) Reset() {
 	*x = RemoveMemberCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[16]
+	mi := &file_megha_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1445,7 @@ func (x *RemoveMemberCommand) String() string {
 func (*RemoveMemberCommand) ProtoMessage() {}
 
 func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[16]
+	mi := &file_megha_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1458,7 @@ func (x *RemoveMemberCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberCommand.ProtoReflect.Descriptor instead.
 func (*RemoveMemberCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveMemberCommand) GetId() string {
@@ -1392,7 +1478,7 @@ type NoopCommand struct {
 
 func (x *NoopCommand) Reset() {
 	*x = NoopCommand{}
-	mi := &file_megha_v1_command_proto_msgTypes[17]
+	mi := &file_megha_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1490,7 @@ func (x *NoopCommand) String() string {
 func (*NoopCommand) ProtoMessage() {}
 
 func (x *NoopCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[17]
+	mi := &file_megha_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1503,7 @@ func (x *NoopCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoopCommand.ProtoReflect.Descriptor instead.
 func (*NoopCommand) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NoopCommand) GetPayload() []byte {
@@ -1444,7 +1530,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_megha_v1_command_proto_msgTypes[18]
+	mi := &file_megha_v1_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1542,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[18]
+	mi := &file_megha_v1_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1555,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{18}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Snapshot) GetVersion() uint32 {
@@ -1540,7 +1626,7 @@ type RequestKey struct {
 
 func (x *RequestKey) Reset() {
 	*x = RequestKey{}
-	mi := &file_megha_v1_command_proto_msgTypes[19]
+	mi := &file_megha_v1_command_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1638,7 @@ func (x *RequestKey) String() string {
 func (*RequestKey) ProtoMessage() {}
 
 func (x *RequestKey) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_command_proto_msgTypes[19]
+	mi := &file_megha_v1_command_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1651,7 @@ func (x *RequestKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestKey.ProtoReflect.Descriptor instead.
 func (*RequestKey) Descriptor() ([]byte, []int) {
-	return file_megha_v1_command_proto_rawDescGZIP(), []int{19}
+	return file_megha_v1_command_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestKey) GetTenant() string {
@@ -1593,7 +1679,7 @@ var File_megha_v1_command_proto protoreflect.FileDescriptor
 
 const file_megha_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xee\b\n" +
+	"\x16megha/v1/command.proto\x12\bmegha.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14megha/v1/megha.proto\"\xc9\t\n" +
 	"\aCommand\x12;\n" +
 	"\n" +
 	"submit_job\x18\x01 \x01(\v2\x1a.megha.v1.SubmitJobCommandH\x00R\tsubmitJob\x12;\n" +
@@ -1620,7 +1706,8 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\rlease_created\x18\x0f \x01(\v2\x1d.megha.v1.LeaseCreatedCommandH\x00R\fleaseCreated\x12A\n" +
 	"\flease_closed\x18\x10 \x01(\v2\x1c.megha.v1.LeaseClosedCommandH\x00R\vleaseClosed\x12>\n" +
 	"\vlease_spend\x18\x11 \x01(\v2\x1b.megha.v1.LeaseSpendCommandH\x00R\n" +
-	"leaseSpendB\x05\n" +
+	"leaseSpend\x12Y\n" +
+	"\x14checkpoint_committed\x18\x12 \x01(\v2$.megha.v1.CheckpointCommittedCommandH\x00R\x13checkpointCommittedB\x05\n" +
 	"\x03cmd\"}\n" +
 	"\x12AssignTasksCommand\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12$\n" +
@@ -1649,7 +1736,14 @@ const file_megha_v1_command_proto_rawDesc = "" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x1aA\n" +
 	"\x13NextInnerStepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"h\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xb1\x01\n" +
+	"\x1aCheckpointCommittedCommand\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x128\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\v2\x18.megha.v1.CheckpointInfoR\n" +
+	"checkpoint\x12\x16\n" +
+	"\x06pruned\x18\x03 \x03(\x04R\x06pruned\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"h\n" +
 	"\x13LeaseCreatedCommand\x12%\n" +
 	"\x05lease\x18\x01 \x01(\v2\x0f.megha.v1.LeaseR\x05lease\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x96\x01\n" +
@@ -1731,98 +1825,103 @@ func file_megha_v1_command_proto_rawDescGZIP() []byte {
 	return file_megha_v1_command_proto_rawDescData
 }
 
-var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_megha_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_megha_v1_command_proto_goTypes = []any{
-	(*Command)(nil),                // 0: megha.v1.Command
-	(*AssignTasksCommand)(nil),     // 1: megha.v1.AssignTasksCommand
-	(*UpdateTaskCommand)(nil),      // 2: megha.v1.UpdateTaskCommand
-	(*StartRoundCommand)(nil),      // 3: megha.v1.StartRoundCommand
-	(*CommitRoundCommand)(nil),     // 4: megha.v1.CommitRoundCommand
-	(*LeaseCreatedCommand)(nil),    // 5: megha.v1.LeaseCreatedCommand
-	(*LeaseClosedCommand)(nil),     // 6: megha.v1.LeaseClosedCommand
-	(*LeaseSpendCommand)(nil),      // 7: megha.v1.LeaseSpendCommand
-	(*RegisterWorkerCommand)(nil),  // 8: megha.v1.RegisterWorkerCommand
-	(*WorkerLostCommand)(nil),      // 9: megha.v1.WorkerLostCommand
-	(*WorkerLeftCommand)(nil),      // 10: megha.v1.WorkerLeftCommand
-	(*SubmitJobsCommand)(nil),      // 11: megha.v1.SubmitJobsCommand
-	(*SubmitJobCommand)(nil),       // 12: megha.v1.SubmitJobCommand
-	(*CancelJobCommand)(nil),       // 13: megha.v1.CancelJobCommand
-	(*UpdateJobStatusCommand)(nil), // 14: megha.v1.UpdateJobStatusCommand
-	(*UpsertMemberCommand)(nil),    // 15: megha.v1.UpsertMemberCommand
-	(*RemoveMemberCommand)(nil),    // 16: megha.v1.RemoveMemberCommand
-	(*NoopCommand)(nil),            // 17: megha.v1.NoopCommand
-	(*Snapshot)(nil),               // 18: megha.v1.Snapshot
-	(*RequestKey)(nil),             // 19: megha.v1.RequestKey
-	nil,                            // 20: megha.v1.CommitRoundCommand.NextInnerStepsEntry
-	nil,                            // 21: megha.v1.LeaseSpendCommand.SpentMicrosEntry
-	(*Task)(nil),                   // 22: megha.v1.Task
-	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
-	(TaskState)(0),                 // 24: megha.v1.TaskState
-	(*Progress)(nil),               // 25: megha.v1.Progress
-	(*RoundMember)(nil),            // 26: megha.v1.RoundMember
-	(*RoundRecord)(nil),            // 27: megha.v1.RoundRecord
-	(*Lease)(nil),                  // 28: megha.v1.Lease
-	(*Worker)(nil),                 // 29: megha.v1.Worker
-	(*Job)(nil),                    // 30: megha.v1.Job
-	(JobState)(0),                  // 31: megha.v1.JobState
-	(*Member)(nil),                 // 32: megha.v1.Member
-	(*GPUModelThroughput)(nil),     // 33: megha.v1.GPUModelThroughput
+	(*Command)(nil),                    // 0: megha.v1.Command
+	(*AssignTasksCommand)(nil),         // 1: megha.v1.AssignTasksCommand
+	(*UpdateTaskCommand)(nil),          // 2: megha.v1.UpdateTaskCommand
+	(*StartRoundCommand)(nil),          // 3: megha.v1.StartRoundCommand
+	(*CommitRoundCommand)(nil),         // 4: megha.v1.CommitRoundCommand
+	(*CheckpointCommittedCommand)(nil), // 5: megha.v1.CheckpointCommittedCommand
+	(*LeaseCreatedCommand)(nil),        // 6: megha.v1.LeaseCreatedCommand
+	(*LeaseClosedCommand)(nil),         // 7: megha.v1.LeaseClosedCommand
+	(*LeaseSpendCommand)(nil),          // 8: megha.v1.LeaseSpendCommand
+	(*RegisterWorkerCommand)(nil),      // 9: megha.v1.RegisterWorkerCommand
+	(*WorkerLostCommand)(nil),          // 10: megha.v1.WorkerLostCommand
+	(*WorkerLeftCommand)(nil),          // 11: megha.v1.WorkerLeftCommand
+	(*SubmitJobsCommand)(nil),          // 12: megha.v1.SubmitJobsCommand
+	(*SubmitJobCommand)(nil),           // 13: megha.v1.SubmitJobCommand
+	(*CancelJobCommand)(nil),           // 14: megha.v1.CancelJobCommand
+	(*UpdateJobStatusCommand)(nil),     // 15: megha.v1.UpdateJobStatusCommand
+	(*UpsertMemberCommand)(nil),        // 16: megha.v1.UpsertMemberCommand
+	(*RemoveMemberCommand)(nil),        // 17: megha.v1.RemoveMemberCommand
+	(*NoopCommand)(nil),                // 18: megha.v1.NoopCommand
+	(*Snapshot)(nil),                   // 19: megha.v1.Snapshot
+	(*RequestKey)(nil),                 // 20: megha.v1.RequestKey
+	nil,                                // 21: megha.v1.CommitRoundCommand.NextInnerStepsEntry
+	nil,                                // 22: megha.v1.LeaseSpendCommand.SpentMicrosEntry
+	(*Task)(nil),                       // 23: megha.v1.Task
+	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
+	(TaskState)(0),                     // 25: megha.v1.TaskState
+	(*Progress)(nil),                   // 26: megha.v1.Progress
+	(*RoundMember)(nil),                // 27: megha.v1.RoundMember
+	(*RoundRecord)(nil),                // 28: megha.v1.RoundRecord
+	(*CheckpointInfo)(nil),             // 29: megha.v1.CheckpointInfo
+	(*Lease)(nil),                      // 30: megha.v1.Lease
+	(*Worker)(nil),                     // 31: megha.v1.Worker
+	(*Job)(nil),                        // 32: megha.v1.Job
+	(JobState)(0),                      // 33: megha.v1.JobState
+	(*Member)(nil),                     // 34: megha.v1.Member
+	(*GPUModelThroughput)(nil),         // 35: megha.v1.GPUModelThroughput
 }
 var file_megha_v1_command_proto_depIdxs = []int32{
-	12, // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
-	13, // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
-	14, // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
-	15, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
-	16, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
-	17, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
-	11, // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
-	8,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
-	9,  // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
-	10, // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
+	13, // 0: megha.v1.Command.submit_job:type_name -> megha.v1.SubmitJobCommand
+	14, // 1: megha.v1.Command.cancel_job:type_name -> megha.v1.CancelJobCommand
+	15, // 2: megha.v1.Command.update_job_status:type_name -> megha.v1.UpdateJobStatusCommand
+	16, // 3: megha.v1.Command.upsert_member:type_name -> megha.v1.UpsertMemberCommand
+	17, // 4: megha.v1.Command.remove_member:type_name -> megha.v1.RemoveMemberCommand
+	18, // 5: megha.v1.Command.noop:type_name -> megha.v1.NoopCommand
+	12, // 6: megha.v1.Command.submit_jobs:type_name -> megha.v1.SubmitJobsCommand
+	9,  // 7: megha.v1.Command.register_worker:type_name -> megha.v1.RegisterWorkerCommand
+	10, // 8: megha.v1.Command.worker_lost:type_name -> megha.v1.WorkerLostCommand
+	11, // 9: megha.v1.Command.worker_left:type_name -> megha.v1.WorkerLeftCommand
 	1,  // 10: megha.v1.Command.assign_tasks:type_name -> megha.v1.AssignTasksCommand
 	2,  // 11: megha.v1.Command.update_task:type_name -> megha.v1.UpdateTaskCommand
 	3,  // 12: megha.v1.Command.start_round:type_name -> megha.v1.StartRoundCommand
 	4,  // 13: megha.v1.Command.commit_round:type_name -> megha.v1.CommitRoundCommand
-	5,  // 14: megha.v1.Command.lease_created:type_name -> megha.v1.LeaseCreatedCommand
-	6,  // 15: megha.v1.Command.lease_closed:type_name -> megha.v1.LeaseClosedCommand
-	7,  // 16: megha.v1.Command.lease_spend:type_name -> megha.v1.LeaseSpendCommand
-	22, // 17: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
-	23, // 18: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
-	24, // 19: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
-	25, // 20: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
-	23, // 21: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
-	26, // 22: megha.v1.StartRoundCommand.members:type_name -> megha.v1.RoundMember
-	23, // 23: megha.v1.StartRoundCommand.at:type_name -> google.protobuf.Timestamp
-	27, // 24: megha.v1.CommitRoundCommand.record:type_name -> megha.v1.RoundRecord
-	20, // 25: megha.v1.CommitRoundCommand.next_inner_steps:type_name -> megha.v1.CommitRoundCommand.NextInnerStepsEntry
-	23, // 26: megha.v1.CommitRoundCommand.at:type_name -> google.protobuf.Timestamp
-	28, // 27: megha.v1.LeaseCreatedCommand.lease:type_name -> megha.v1.Lease
-	23, // 28: megha.v1.LeaseCreatedCommand.at:type_name -> google.protobuf.Timestamp
-	23, // 29: megha.v1.LeaseClosedCommand.at:type_name -> google.protobuf.Timestamp
-	21, // 30: megha.v1.LeaseSpendCommand.spent_micros:type_name -> megha.v1.LeaseSpendCommand.SpentMicrosEntry
-	23, // 31: megha.v1.LeaseSpendCommand.at:type_name -> google.protobuf.Timestamp
-	29, // 32: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
-	23, // 33: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
-	23, // 34: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
-	12, // 35: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
-	30, // 36: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
-	23, // 37: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
-	31, // 38: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
-	25, // 39: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
-	23, // 40: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
-	32, // 41: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
-	30, // 42: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
-	32, // 43: megha.v1.Snapshot.members:type_name -> megha.v1.Member
-	19, // 44: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
-	29, // 45: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
-	33, // 46: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
-	22, // 47: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
-	28, // 48: megha.v1.Snapshot.leases:type_name -> megha.v1.Lease
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	6,  // 14: megha.v1.Command.lease_created:type_name -> megha.v1.LeaseCreatedCommand
+	7,  // 15: megha.v1.Command.lease_closed:type_name -> megha.v1.LeaseClosedCommand
+	8,  // 16: megha.v1.Command.lease_spend:type_name -> megha.v1.LeaseSpendCommand
+	5,  // 17: megha.v1.Command.checkpoint_committed:type_name -> megha.v1.CheckpointCommittedCommand
+	23, // 18: megha.v1.AssignTasksCommand.tasks:type_name -> megha.v1.Task
+	24, // 19: megha.v1.AssignTasksCommand.at:type_name -> google.protobuf.Timestamp
+	25, // 20: megha.v1.UpdateTaskCommand.state:type_name -> megha.v1.TaskState
+	26, // 21: megha.v1.UpdateTaskCommand.progress:type_name -> megha.v1.Progress
+	24, // 22: megha.v1.UpdateTaskCommand.at:type_name -> google.protobuf.Timestamp
+	27, // 23: megha.v1.StartRoundCommand.members:type_name -> megha.v1.RoundMember
+	24, // 24: megha.v1.StartRoundCommand.at:type_name -> google.protobuf.Timestamp
+	28, // 25: megha.v1.CommitRoundCommand.record:type_name -> megha.v1.RoundRecord
+	21, // 26: megha.v1.CommitRoundCommand.next_inner_steps:type_name -> megha.v1.CommitRoundCommand.NextInnerStepsEntry
+	24, // 27: megha.v1.CommitRoundCommand.at:type_name -> google.protobuf.Timestamp
+	29, // 28: megha.v1.CheckpointCommittedCommand.checkpoint:type_name -> megha.v1.CheckpointInfo
+	24, // 29: megha.v1.CheckpointCommittedCommand.at:type_name -> google.protobuf.Timestamp
+	30, // 30: megha.v1.LeaseCreatedCommand.lease:type_name -> megha.v1.Lease
+	24, // 31: megha.v1.LeaseCreatedCommand.at:type_name -> google.protobuf.Timestamp
+	24, // 32: megha.v1.LeaseClosedCommand.at:type_name -> google.protobuf.Timestamp
+	22, // 33: megha.v1.LeaseSpendCommand.spent_micros:type_name -> megha.v1.LeaseSpendCommand.SpentMicrosEntry
+	24, // 34: megha.v1.LeaseSpendCommand.at:type_name -> google.protobuf.Timestamp
+	31, // 35: megha.v1.RegisterWorkerCommand.worker:type_name -> megha.v1.Worker
+	24, // 36: megha.v1.WorkerLostCommand.at:type_name -> google.protobuf.Timestamp
+	24, // 37: megha.v1.WorkerLeftCommand.at:type_name -> google.protobuf.Timestamp
+	13, // 38: megha.v1.SubmitJobsCommand.jobs:type_name -> megha.v1.SubmitJobCommand
+	32, // 39: megha.v1.SubmitJobCommand.job:type_name -> megha.v1.Job
+	24, // 40: megha.v1.CancelJobCommand.at:type_name -> google.protobuf.Timestamp
+	33, // 41: megha.v1.UpdateJobStatusCommand.state:type_name -> megha.v1.JobState
+	26, // 42: megha.v1.UpdateJobStatusCommand.progress:type_name -> megha.v1.Progress
+	24, // 43: megha.v1.UpdateJobStatusCommand.at:type_name -> google.protobuf.Timestamp
+	34, // 44: megha.v1.UpsertMemberCommand.member:type_name -> megha.v1.Member
+	32, // 45: megha.v1.Snapshot.jobs:type_name -> megha.v1.Job
+	34, // 46: megha.v1.Snapshot.members:type_name -> megha.v1.Member
+	20, // 47: megha.v1.Snapshot.request_keys:type_name -> megha.v1.RequestKey
+	31, // 48: megha.v1.Snapshot.workers:type_name -> megha.v1.Worker
+	35, // 49: megha.v1.Snapshot.throughput:type_name -> megha.v1.GPUModelThroughput
+	23, // 50: megha.v1.Snapshot.tasks:type_name -> megha.v1.Task
+	30, // 51: megha.v1.Snapshot.leases:type_name -> megha.v1.Lease
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_command_proto_init() }
@@ -1849,6 +1948,7 @@ func file_megha_v1_command_proto_init() {
 		(*Command_LeaseCreated)(nil),
 		(*Command_LeaseClosed)(nil),
 		(*Command_LeaseSpend)(nil),
+		(*Command_CheckpointCommitted)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1856,7 +1956,7 @@ func file_megha_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_command_proto_rawDesc), len(file_megha_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

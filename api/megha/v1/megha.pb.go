@@ -533,7 +533,7 @@ func (x RoundOutcome_Decision) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RoundOutcome_Decision.Descriptor instead.
 func (RoundOutcome_Decision) EnumDescriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50, 0}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{55, 0}
 }
 
 // JobSpec is what a user submits. Every field is optional on the wire; the
@@ -1028,10 +1028,16 @@ func (x *StopCondition) GetTargetLoss() float64 {
 
 // CheckpointSpec says where and how often a job is checkpointed.
 type CheckpointSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Store         string                 `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"` // file://DIR or s3://bucket/prefix?endpoint=...
-	EveryRounds   uint32                 `protobuf:"varint,2,opt,name=every_rounds,json=everyRounds,proto3" json:"every_rounds,omitempty"`
-	Keep          uint32                 `protobuf:"varint,3,opt,name=keep,proto3" json:"keep,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Store       string                 `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"` // file://DIR or s3://bucket/prefix?endpoint=...
+	EveryRounds uint32                 `protobuf:"varint,2,opt,name=every_rounds,json=everyRounds,proto3" json:"every_rounds,omitempty"`
+	Keep        uint32                 `protobuf:"varint,3,opt,name=keep,proto3" json:"keep,omitempty"`
+	// mirrors are further stores (same URL forms as store); a checkpoint is
+	// committed only once it is on the store and every mirror.
+	Mirrors []string `protobuf:"bytes,4,rep,name=mirrors,proto3" json:"mirrors,omitempty"`
+	// keep_every keeps, beyond the last `keep`, every checkpoint whose round
+	// is a multiple of it (0: none).
+	KeepEvery     uint32 `protobuf:"varint,5,opt,name=keep_every,json=keepEvery,proto3" json:"keep_every,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1083,6 +1089,20 @@ func (x *CheckpointSpec) GetEveryRounds() uint32 {
 func (x *CheckpointSpec) GetKeep() uint32 {
 	if x != nil {
 		return x.Keep
+	}
+	return 0
+}
+
+func (x *CheckpointSpec) GetMirrors() []string {
+	if x != nil {
+		return x.Mirrors
+	}
+	return nil
+}
+
+func (x *CheckpointSpec) GetKeepEvery() uint32 {
+	if x != nil {
+		return x.KeepEvery
 	}
 	return 0
 }
@@ -1352,8 +1372,14 @@ type TrainStatus struct {
 	// (sized to its measured speed); absent tasks use the spec's H.
 	InnerSteps     map[string]uint32      `protobuf:"bytes,10,rep,name=inner_steps,json=innerSteps,proto3" json:"inner_steps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	RoundStartedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=round_started_at,json=roundStartedAt,proto3" json:"round_started_at,omitempty"` // first attempt of the round in flight
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// checkpoints are the committed checkpoints still retained, oldest
+	// first; the last is the one a joining worker restores.
+	Checkpoints []*CheckpointInfo `protobuf:"bytes,12,rep,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// cursors is each rank's data cursor (its next batch index) as of the
+	// last committed round, keyed by rank in decimal.
+	Cursors       map[string]uint64 `protobuf:"bytes,13,rep,name=cursors,proto3" json:"cursors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TrainStatus) Reset() {
@@ -1463,6 +1489,145 @@ func (x *TrainStatus) GetRoundStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TrainStatus) GetCheckpoints() []*CheckpointInfo {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+func (x *TrainStatus) GetCursors() map[string]uint64 {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
+// CheckpointInfo is a checkpoint whose manifest is in the job's stores.
+type CheckpointInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         uint64                 `protobuf:"varint,1,opt,name=round,proto3" json:"round,omitempty"`
+	Store         string                 `protobuf:"bytes,2,opt,name=store,proto3" json:"store,omitempty"`        // the store URL(s) it was written to, joined by " + "
+	Key           string                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`            // the manifest's key in the store
+	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`       // tensor bytes in the checkpoint
+	Uploaded      int64                  `protobuf:"varint,5,opt,name=uploaded,proto3" json:"uploaded,omitempty"` // bytes of new chunks sent for it (the rest was already stored)
+	Step          uint64                 `protobuf:"varint,6,opt,name=step,proto3" json:"step,omitempty"`
+	Tokens        uint64                 `protobuf:"varint,7,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	TaskId        string                 `protobuf:"bytes,8,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"` // the task that wrote it
+	Seconds       float64                `protobuf:"fixed64,9,opt,name=seconds,proto3" json:"seconds,omitempty"`           // from the in-memory copy to the manifest's write
+	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	Cursors       map[string]uint64      `protobuf:"bytes,11,rep,name=cursors,proto3" json:"cursors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // data cursors by rank, as saved in it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointInfo) Reset() {
+	*x = CheckpointInfo{}
+	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointInfo) ProtoMessage() {}
+
+func (x *CheckpointInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointInfo.ProtoReflect.Descriptor instead.
+func (*CheckpointInfo) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CheckpointInfo) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetStore() string {
+	if x != nil {
+		return x.Store
+	}
+	return ""
+}
+
+func (x *CheckpointInfo) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CheckpointInfo) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetUploaded() int64 {
+	if x != nil {
+		return x.Uploaded
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetStep() uint64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetTokens() uint64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *CheckpointInfo) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+func (x *CheckpointInfo) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
+func (x *CheckpointInfo) GetCursors() map[string]uint64 {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
 // RoundMember is one task's place in a round.
 type RoundMember struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1476,7 +1641,7 @@ type RoundMember struct {
 
 func (x *RoundMember) Reset() {
 	*x = RoundMember{}
-	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	mi := &file_megha_v1_megha_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1488,7 +1653,7 @@ func (x *RoundMember) String() string {
 func (*RoundMember) ProtoMessage() {}
 
 func (x *RoundMember) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[11]
+	mi := &file_megha_v1_megha_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1501,7 +1666,7 @@ func (x *RoundMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundMember.ProtoReflect.Descriptor instead.
 func (*RoundMember) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{11}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RoundMember) GetTaskId() string {
@@ -1547,13 +1712,14 @@ type MemberRound struct {
 	BytesReceived int64                  `protobuf:"varint,10,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
 	GpuModel      string                 `protobuf:"bytes,11,opt,name=gpu_model,json=gpuModel,proto3" json:"gpu_model,omitempty"`
 	Emulated      bool                   `protobuf:"varint,12,opt,name=emulated,proto3" json:"emulated,omitempty"`
+	Cursor        uint64                 `protobuf:"varint,13,opt,name=cursor,proto3" json:"cursor,omitempty"` // the member's data cursor (next batch index) after the round
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MemberRound) Reset() {
 	*x = MemberRound{}
-	mi := &file_megha_v1_megha_proto_msgTypes[12]
+	mi := &file_megha_v1_megha_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1731,7 @@ func (x *MemberRound) String() string {
 func (*MemberRound) ProtoMessage() {}
 
 func (x *MemberRound) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[12]
+	mi := &file_megha_v1_megha_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1744,7 @@ func (x *MemberRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberRound.ProtoReflect.Descriptor instead.
 func (*MemberRound) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{12}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MemberRound) GetTaskId() string {
@@ -1665,6 +1831,13 @@ func (x *MemberRound) GetEmulated() bool {
 	return false
 }
 
+func (x *MemberRound) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
 // RoundRecord is a committed round.
 type RoundRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1679,13 +1852,14 @@ type RoundRecord struct {
 	BytesReceived int64                  `protobuf:"varint,9,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
 	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"` // first attempt formed
 	CommittedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	Checkpoint    bool                   `protobuf:"varint,12,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"` // rank 0 writes a checkpoint of this round
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundRecord) Reset() {
 	*x = RoundRecord{}
-	mi := &file_megha_v1_megha_proto_msgTypes[13]
+	mi := &file_megha_v1_megha_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1871,7 @@ func (x *RoundRecord) String() string {
 func (*RoundRecord) ProtoMessage() {}
 
 func (x *RoundRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[13]
+	mi := &file_megha_v1_megha_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1884,7 @@ func (x *RoundRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundRecord.ProtoReflect.Descriptor instead.
 func (*RoundRecord) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{13}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RoundRecord) GetRound() uint64 {
@@ -1790,6 +1964,13 @@ func (x *RoundRecord) GetCommittedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RoundRecord) GetCheckpoint() bool {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return false
+}
+
 // Job is a submitted job: identity, spec and status.
 type Job struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1805,7 +1986,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_megha_v1_megha_proto_msgTypes[14]
+	mi := &file_megha_v1_megha_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1998,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[14]
+	mi := &file_megha_v1_megha_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +2011,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{14}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Job) GetId() string {
@@ -1903,7 +2084,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	mi := &file_megha_v1_megha_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2096,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[15]
+	mi := &file_megha_v1_megha_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2109,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{15}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Lease) GetId() string {
@@ -2069,7 +2250,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[16]
+	mi := &file_megha_v1_megha_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2262,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[16]
+	mi := &file_megha_v1_megha_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2275,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{16}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SubmitJobRequest) GetSpec() *JobSpec {
@@ -2121,7 +2302,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[17]
+	mi := &file_megha_v1_megha_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2314,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[17]
+	mi := &file_megha_v1_megha_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2327,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{17}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SubmitJobResponse) GetJob() *Job {
@@ -2173,7 +2354,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[18]
+	mi := &file_megha_v1_megha_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2366,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[18]
+	mi := &file_megha_v1_megha_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2379,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{18}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetJobRequest) GetId() string {
@@ -2228,7 +2409,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[19]
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2421,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[19]
+	mi := &file_megha_v1_megha_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2434,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{19}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListJobsRequest) GetTenant() string {
@@ -2301,7 +2482,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2494,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[20]
+	mi := &file_megha_v1_megha_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2507,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{20}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2353,7 +2534,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2546,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[21]
+	mi := &file_megha_v1_megha_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2559,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{21}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelJobRequest) GetId() string {
@@ -2404,7 +2585,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2597,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[22]
+	mi := &file_megha_v1_megha_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2610,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{22}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WatchJobRequest) GetId() string {
@@ -2450,7 +2631,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2643,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[23]
+	mi := &file_megha_v1_megha_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2656,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{23}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobEvent) GetJob() *Job {
@@ -2505,7 +2686,7 @@ type GPU struct {
 
 func (x *GPU) Reset() {
 	*x = GPU{}
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +2698,7 @@ func (x *GPU) String() string {
 func (*GPU) ProtoMessage() {}
 
 func (x *GPU) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[24]
+	mi := &file_megha_v1_megha_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +2711,7 @@ func (x *GPU) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPU.ProtoReflect.Descriptor instead.
 func (*GPU) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{24}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GPU) GetUuid() string {
@@ -2638,7 +2819,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2831,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[25]
+	mi := &file_megha_v1_megha_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2844,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{25}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Worker) GetId() string {
@@ -2783,7 +2964,7 @@ type Throughput struct {
 
 func (x *Throughput) Reset() {
 	*x = Throughput{}
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +2976,7 @@ func (x *Throughput) String() string {
 func (*Throughput) ProtoMessage() {}
 
 func (x *Throughput) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[26]
+	mi := &file_megha_v1_megha_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +2989,7 @@ func (x *Throughput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Throughput.ProtoReflect.Descriptor instead.
 func (*Throughput) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{26}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Throughput) GetSamplesPerSecond() float64 {
@@ -2849,7 +3030,7 @@ type GPUModelThroughput struct {
 
 func (x *GPUModelThroughput) Reset() {
 	*x = GPUModelThroughput{}
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2861,7 +3042,7 @@ func (x *GPUModelThroughput) String() string {
 func (*GPUModelThroughput) ProtoMessage() {}
 
 func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[27]
+	mi := &file_megha_v1_megha_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2874,7 +3055,7 @@ func (x *GPUModelThroughput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GPUModelThroughput.ProtoReflect.Descriptor instead.
 func (*GPUModelThroughput) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{27}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GPUModelThroughput) GetModel() string {
@@ -2944,7 +3125,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2956,7 +3137,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[28]
+	mi := &file_megha_v1_megha_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2969,7 +3150,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{28}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterWorkerRequest) GetAgentKey() string {
@@ -3039,7 +3220,7 @@ type RegisterWorkerResponse struct {
 
 func (x *RegisterWorkerResponse) Reset() {
 	*x = RegisterWorkerResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3232,7 @@ func (x *RegisterWorkerResponse) String() string {
 func (*RegisterWorkerResponse) ProtoMessage() {}
 
 func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[29]
+	mi := &file_megha_v1_megha_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3245,7 @@ func (x *RegisterWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{29}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterWorkerResponse) GetWorkerId() string {
@@ -3100,7 +3281,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3293,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[30]
+	mi := &file_megha_v1_megha_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3306,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{30}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HeartbeatRequest) GetWorkerId() string {
@@ -3167,7 +3348,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3179,7 +3360,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[31]
+	mi := &file_megha_v1_megha_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3192,7 +3373,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{31}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -3226,7 +3407,7 @@ type AssignmentsRequest struct {
 
 func (x *AssignmentsRequest) Reset() {
 	*x = AssignmentsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3419,7 @@ func (x *AssignmentsRequest) String() string {
 func (*AssignmentsRequest) ProtoMessage() {}
 
 func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[32]
+	mi := &file_megha_v1_megha_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3432,7 @@ func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
 func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{32}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AssignmentsRequest) GetWorkerId() string {
@@ -3289,7 +3470,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3301,7 +3482,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[33]
+	mi := &file_megha_v1_megha_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3314,7 +3495,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{33}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Task) GetId() string {
@@ -3418,7 +3599,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3611,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[34]
+	mi := &file_megha_v1_megha_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3624,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{34}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Assignment) GetTaskId() string {
@@ -3518,7 +3699,7 @@ type ProgressReport struct {
 
 func (x *ProgressReport) Reset() {
 	*x = ProgressReport{}
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +3711,7 @@ func (x *ProgressReport) String() string {
 func (*ProgressReport) ProtoMessage() {}
 
 func (x *ProgressReport) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[35]
+	mi := &file_megha_v1_megha_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +3724,7 @@ func (x *ProgressReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressReport.ProtoReflect.Descriptor instead.
 func (*ProgressReport) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{35}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ProgressReport) GetWorkerId() string {
@@ -3603,7 +3784,7 @@ type ProgressAck struct {
 
 func (x *ProgressAck) Reset() {
 	*x = ProgressAck{}
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3796,7 @@ func (x *ProgressAck) String() string {
 func (*ProgressAck) ProtoMessage() {}
 
 func (x *ProgressAck) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[36]
+	mi := &file_megha_v1_megha_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3809,7 @@ func (x *ProgressAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProgressAck.ProtoReflect.Descriptor instead.
 func (*ProgressAck) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{36}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
 }
 
 type LeaveRequest struct {
@@ -3642,7 +3823,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3654,7 +3835,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[37]
+	mi := &file_megha_v1_megha_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3667,7 +3848,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{37}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LeaveRequest) GetWorkerId() string {
@@ -3699,7 +3880,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +3892,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[38]
+	mi := &file_megha_v1_megha_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +3905,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{38}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
 }
 
 type TaskLogsRequest struct {
@@ -3740,7 +3921,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3752,7 +3933,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[39]
+	mi := &file_megha_v1_megha_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3765,7 +3946,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{39}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskLogsRequest) GetJobId() string {
@@ -3814,7 +3995,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +4007,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[40]
+	mi := &file_megha_v1_megha_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +4020,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{40}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LogChunk) GetTaskId() string {
@@ -3872,7 +4053,7 @@ type ListLeasesRequest struct {
 
 func (x *ListLeasesRequest) Reset() {
 	*x = ListLeasesRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3884,7 +4065,7 @@ func (x *ListLeasesRequest) String() string {
 func (*ListLeasesRequest) ProtoMessage() {}
 
 func (x *ListLeasesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[41]
+	mi := &file_megha_v1_megha_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3897,7 +4078,7 @@ func (x *ListLeasesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeasesRequest.ProtoReflect.Descriptor instead.
 func (*ListLeasesRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{41}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListLeasesRequest) GetJobId() string {
@@ -3916,7 +4097,7 @@ type ListLeasesResponse struct {
 
 func (x *ListLeasesResponse) Reset() {
 	*x = ListLeasesResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3928,7 +4109,7 @@ func (x *ListLeasesResponse) String() string {
 func (*ListLeasesResponse) ProtoMessage() {}
 
 func (x *ListLeasesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[42]
+	mi := &file_megha_v1_megha_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3941,7 +4122,7 @@ func (x *ListLeasesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListLeasesResponse.ProtoReflect.Descriptor instead.
 func (*ListLeasesResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{42}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListLeasesResponse) GetLeases() []*Lease {
@@ -3960,7 +4141,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3972,7 +4153,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[43]
+	mi := &file_megha_v1_megha_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3985,7 +4166,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{43}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListTasksRequest) GetJobId() string {
@@ -4004,7 +4185,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4016,7 +4197,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[44]
+	mi := &file_megha_v1_megha_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4029,7 +4210,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{44}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -4048,7 +4229,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4060,7 +4241,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[45]
+	mi := &file_megha_v1_megha_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4073,7 +4254,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{45}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListWorkersRequest) GetStates() []WorkerState {
@@ -4093,7 +4274,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4286,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[46]
+	mi := &file_megha_v1_megha_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4299,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{46}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*Worker {
@@ -4149,7 +4330,7 @@ type JoinRoundRequest struct {
 
 func (x *JoinRoundRequest) Reset() {
 	*x = JoinRoundRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4161,7 +4342,7 @@ func (x *JoinRoundRequest) String() string {
 func (*JoinRoundRequest) ProtoMessage() {}
 
 func (x *JoinRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[47]
+	mi := &file_megha_v1_megha_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4174,7 +4355,7 @@ func (x *JoinRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRoundRequest.ProtoReflect.Descriptor instead.
 func (*JoinRoundRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{47}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *JoinRoundRequest) GetWorkerId() string {
@@ -4219,23 +4400,288 @@ func (x *JoinRoundRequest) GetWaitMs() uint32 {
 	return 0
 }
 
+// StartTrainingRequest is a built-in training task's first call: where
+// does the job stand?
+type StartTrainingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	WaitMs        uint32                 `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"` // how long to wait for a checkpoint to restore (≤ 1500)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartTrainingRequest) Reset() {
+	*x = StartTrainingRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartTrainingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartTrainingRequest) ProtoMessage() {}
+
+func (x *StartTrainingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartTrainingRequest.ProtoReflect.Descriptor instead.
+func (*StartTrainingRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *StartTrainingRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *StartTrainingRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *StartTrainingRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *StartTrainingRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+// TrainingStart tells a starting task where to begin: at round 1 from the
+// seed's initial parameters, or by restoring a checkpoint and joining the
+// round after it.
+type TrainingStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`    // false: call again (reason says what it waits for)
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`    // the first round to join
+	Restore       *CheckpointInfo        `protobuf:"bytes,3,opt,name=restore,proto3" json:"restore,omitempty"` // restore this first, if set
+	Stop          bool                   `protobuf:"varint,4,opt,name=stop,proto3" json:"stop,omitempty"`
+	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrainingStart) Reset() {
+	*x = TrainingStart{}
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainingStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainingStart) ProtoMessage() {}
+
+func (x *TrainingStart) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainingStart.ProtoReflect.Descriptor instead.
+func (*TrainingStart) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TrainingStart) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *TrainingStart) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *TrainingStart) GetRestore() *CheckpointInfo {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+func (x *TrainingStart) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+func (x *TrainingStart) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CommitCheckpointRequest reports a checkpoint whose manifest is written.
+type CommitCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	TaskId        string                 `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Checkpoint    *CheckpointInfo        `protobuf:"bytes,4,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Pruned        []uint64               `protobuf:"varint,5,rep,packed,name=pruned,proto3" json:"pruned,omitempty"` // rounds whose checkpoints retention removed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitCheckpointRequest) Reset() {
+	*x = CommitCheckpointRequest{}
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitCheckpointRequest) ProtoMessage() {}
+
+func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CommitCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CommitCheckpointRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *CommitCheckpointRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *CommitCheckpointRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *CommitCheckpointRequest) GetCheckpoint() *CheckpointInfo {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *CommitCheckpointRequest) GetPruned() []uint64 {
+	if x != nil {
+		return x.Pruned
+	}
+	return nil
+}
+
+type CommitCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitCheckpointResponse) Reset() {
+	*x = CommitCheckpointResponse{}
+	mi := &file_megha_v1_megha_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitCheckpointResponse) ProtoMessage() {}
+
+func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_megha_v1_megha_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CommitCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{52}
+}
+
 // RoundPlan is a round attempt's fixed membership.
 type RoundPlan struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ready         bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
-	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
-	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Members       []*RoundMember         `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
-	Rank          uint32                 `protobuf:"varint,5,opt,name=rank,proto3" json:"rank,omitempty"` // the caller's rank in members
-	Stop          bool                   `protobuf:"varint,6,opt,name=stop,proto3" json:"stop,omitempty"` // the job has ended or the task is no longer a member
-	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ready   bool                   `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	Round   uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Members []*RoundMember         `protobuf:"bytes,4,rep,name=members,proto3" json:"members,omitempty"`
+	Rank    uint32                 `protobuf:"varint,5,opt,name=rank,proto3" json:"rank,omitempty"` // the caller's rank in members
+	Stop    bool                   `protobuf:"varint,6,opt,name=stop,proto3" json:"stop,omitempty"` // the job has ended or the task is no longer a member
+	Reason  string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// resync: the round went on without the caller; it must start over with
+	// StartTraining (restore the latest checkpoint and join after it).
+	Resync        bool `protobuf:"varint,8,opt,name=resync,proto3" json:"resync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundPlan) Reset() {
 	*x = RoundPlan{}
-	mi := &file_megha_v1_megha_proto_msgTypes[48]
+	mi := &file_megha_v1_megha_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4247,7 +4693,7 @@ func (x *RoundPlan) String() string {
 func (*RoundPlan) ProtoMessage() {}
 
 func (x *RoundPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[48]
+	mi := &file_megha_v1_megha_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4260,7 +4706,7 @@ func (x *RoundPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundPlan.ProtoReflect.Descriptor instead.
 func (*RoundPlan) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{48}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RoundPlan) GetReady() bool {
@@ -4312,6 +4758,13 @@ func (x *RoundPlan) GetReason() string {
 	return ""
 }
 
+func (x *RoundPlan) GetResync() bool {
+	if x != nil {
+		return x.Resync
+	}
+	return false
+}
+
 type FinishRoundRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -4331,7 +4784,7 @@ type FinishRoundRequest struct {
 
 func (x *FinishRoundRequest) Reset() {
 	*x = FinishRoundRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	mi := &file_megha_v1_megha_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4796,7 @@ func (x *FinishRoundRequest) String() string {
 func (*FinishRoundRequest) ProtoMessage() {}
 
 func (x *FinishRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[49]
+	mi := &file_megha_v1_megha_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4809,7 @@ func (x *FinishRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishRoundRequest.ProtoReflect.Descriptor instead.
 func (*FinishRoundRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{49}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *FinishRoundRequest) GetWorkerId() string {
@@ -4443,13 +4896,19 @@ type RoundOutcome struct {
 	NextInnerSteps uint32                 `protobuf:"varint,3,opt,name=next_inner_steps,json=nextInnerSteps,proto3" json:"next_inner_steps,omitempty"` // local steps for the caller's next round
 	Done           bool                   `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`                                             // with COMMIT: that was the last round; the job succeeded
 	Reason         string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// With COMMIT to the round's rank 0: write a checkpoint of the new
+	// shared state, with these data cursors (by rank) and totals.
+	Checkpoint    bool              `protobuf:"varint,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Cursors       map[string]uint64 `protobuf:"bytes,7,rep,name=cursors,proto3" json:"cursors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Step          uint64            `protobuf:"varint,8,opt,name=step,proto3" json:"step,omitempty"`
+	Tokens        uint64            `protobuf:"varint,9,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RoundOutcome) Reset() {
 	*x = RoundOutcome{}
-	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	mi := &file_megha_v1_megha_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4461,7 +4920,7 @@ func (x *RoundOutcome) String() string {
 func (*RoundOutcome) ProtoMessage() {}
 
 func (x *RoundOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[50]
+	mi := &file_megha_v1_megha_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4474,7 +4933,7 @@ func (x *RoundOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoundOutcome.ProtoReflect.Descriptor instead.
 func (*RoundOutcome) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{50}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RoundOutcome) GetDecision() RoundOutcome_Decision {
@@ -4512,6 +4971,34 @@ func (x *RoundOutcome) GetReason() string {
 	return ""
 }
 
+func (x *RoundOutcome) GetCheckpoint() bool {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return false
+}
+
+func (x *RoundOutcome) GetCursors() map[string]uint64 {
+	if x != nil {
+		return x.Cursors
+	}
+	return nil
+}
+
+func (x *RoundOutcome) GetStep() uint64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *RoundOutcome) GetTokens() uint64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
 type AgentLogsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -4524,7 +5011,7 @@ type AgentLogsRequest struct {
 
 func (x *AgentLogsRequest) Reset() {
 	*x = AgentLogsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	mi := &file_megha_v1_megha_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4536,7 +5023,7 @@ func (x *AgentLogsRequest) String() string {
 func (*AgentLogsRequest) ProtoMessage() {}
 
 func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[51]
+	mi := &file_megha_v1_megha_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4549,7 +5036,7 @@ func (x *AgentLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentLogsRequest.ProtoReflect.Descriptor instead.
 func (*AgentLogsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{51}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AgentLogsRequest) GetTaskId() string {
@@ -4594,7 +5081,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_megha_v1_megha_proto_msgTypes[52]
+	mi := &file_megha_v1_megha_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4606,7 +5093,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[52]
+	mi := &file_megha_v1_megha_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4619,7 +5106,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{52}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *Member) GetId() string {
@@ -4665,7 +5152,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[53]
+	mi := &file_megha_v1_megha_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +5164,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[53]
+	mi := &file_megha_v1_megha_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +5177,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{53}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{58}
 }
 
 type MembersResponse struct {
@@ -4702,7 +5189,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[54]
+	mi := &file_megha_v1_megha_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4714,7 +5201,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[54]
+	mi := &file_megha_v1_megha_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4727,7 +5214,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{54}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -4745,7 +5232,7 @@ type LeaderRequest struct {
 
 func (x *LeaderRequest) Reset() {
 	*x = LeaderRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[55]
+	mi := &file_megha_v1_megha_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4757,7 +5244,7 @@ func (x *LeaderRequest) String() string {
 func (*LeaderRequest) ProtoMessage() {}
 
 func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[55]
+	mi := &file_megha_v1_megha_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4770,7 +5257,7 @@ func (x *LeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderRequest.ProtoReflect.Descriptor instead.
 func (*LeaderRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{55}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{60}
 }
 
 type LeaderResponse struct {
@@ -4782,7 +5269,7 @@ type LeaderResponse struct {
 
 func (x *LeaderResponse) Reset() {
 	*x = LeaderResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[56]
+	mi := &file_megha_v1_megha_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4794,7 +5281,7 @@ func (x *LeaderResponse) String() string {
 func (*LeaderResponse) ProtoMessage() {}
 
 func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[56]
+	mi := &file_megha_v1_megha_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4807,7 +5294,7 @@ func (x *LeaderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderResponse.ProtoReflect.Descriptor instead.
 func (*LeaderResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{56}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *LeaderResponse) GetLeader() *Member {
@@ -4825,7 +5312,7 @@ type RaftStatsRequest struct {
 
 func (x *RaftStatsRequest) Reset() {
 	*x = RaftStatsRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[57]
+	mi := &file_megha_v1_megha_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4837,7 +5324,7 @@ func (x *RaftStatsRequest) String() string {
 func (*RaftStatsRequest) ProtoMessage() {}
 
 func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[57]
+	mi := &file_megha_v1_megha_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4850,7 +5337,7 @@ func (x *RaftStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatsRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{57}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{62}
 }
 
 type RaftStatsResponse struct {
@@ -4863,7 +5350,7 @@ type RaftStatsResponse struct {
 
 func (x *RaftStatsResponse) Reset() {
 	*x = RaftStatsResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[58]
+	mi := &file_megha_v1_megha_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4875,7 +5362,7 @@ func (x *RaftStatsResponse) String() string {
 func (*RaftStatsResponse) ProtoMessage() {}
 
 func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[58]
+	mi := &file_megha_v1_megha_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4888,7 +5375,7 @@ func (x *RaftStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatsResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatsResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{58}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RaftStatsResponse) GetNodeId() string {
@@ -4916,7 +5403,7 @@ type AddVoterRequest struct {
 
 func (x *AddVoterRequest) Reset() {
 	*x = AddVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[59]
+	mi := &file_megha_v1_megha_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4928,7 +5415,7 @@ func (x *AddVoterRequest) String() string {
 func (*AddVoterRequest) ProtoMessage() {}
 
 func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[59]
+	mi := &file_megha_v1_megha_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4941,7 +5428,7 @@ func (x *AddVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterRequest.ProtoReflect.Descriptor instead.
 func (*AddVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{59}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AddVoterRequest) GetId() string {
@@ -4974,7 +5461,7 @@ type AddVoterResponse struct {
 
 func (x *AddVoterResponse) Reset() {
 	*x = AddVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[60]
+	mi := &file_megha_v1_megha_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4986,7 +5473,7 @@ func (x *AddVoterResponse) String() string {
 func (*AddVoterResponse) ProtoMessage() {}
 
 func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[60]
+	mi := &file_megha_v1_megha_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4999,7 +5486,7 @@ func (x *AddVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVoterResponse.ProtoReflect.Descriptor instead.
 func (*AddVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{60}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AddVoterResponse) GetMembers() []*Member {
@@ -5018,7 +5505,7 @@ type RemoveVoterRequest struct {
 
 func (x *RemoveVoterRequest) Reset() {
 	*x = RemoveVoterRequest{}
-	mi := &file_megha_v1_megha_proto_msgTypes[61]
+	mi := &file_megha_v1_megha_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5030,7 +5517,7 @@ func (x *RemoveVoterRequest) String() string {
 func (*RemoveVoterRequest) ProtoMessage() {}
 
 func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[61]
+	mi := &file_megha_v1_megha_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5043,7 +5530,7 @@ func (x *RemoveVoterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVoterRequest) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{61}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RemoveVoterRequest) GetId() string {
@@ -5062,7 +5549,7 @@ type RemoveVoterResponse struct {
 
 func (x *RemoveVoterResponse) Reset() {
 	*x = RemoveVoterResponse{}
-	mi := &file_megha_v1_megha_proto_msgTypes[62]
+	mi := &file_megha_v1_megha_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5074,7 +5561,7 @@ func (x *RemoveVoterResponse) String() string {
 func (*RemoveVoterResponse) ProtoMessage() {}
 
 func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_megha_v1_megha_proto_msgTypes[62]
+	mi := &file_megha_v1_megha_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5087,7 +5574,7 @@ func (x *RemoveVoterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVoterResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVoterResponse) Descriptor() ([]byte, []int) {
-	return file_megha_v1_megha_proto_rawDescGZIP(), []int{62}
+	return file_megha_v1_megha_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RemoveVoterResponse) GetMembers() []*Member {
@@ -5154,11 +5641,14 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x06rounds\x18\x01 \x01(\x04R\x06rounds\x12\x16\n" +
 	"\x06tokens\x18\x02 \x01(\x04R\x06tokens\x12\x1f\n" +
 	"\vtarget_loss\x18\x03 \x01(\x01R\n" +
-	"targetLoss\"]\n" +
+	"targetLoss\"\x96\x01\n" +
 	"\x0eCheckpointSpec\x12\x14\n" +
 	"\x05store\x18\x01 \x01(\tR\x05store\x12!\n" +
 	"\fevery_rounds\x18\x02 \x01(\rR\veveryRounds\x12\x12\n" +
-	"\x04keep\x18\x03 \x01(\rR\x04keep\"2\n" +
+	"\x04keep\x18\x03 \x01(\rR\x04keep\x12\x18\n" +
+	"\amirrors\x18\x04 \x03(\tR\amirrors\x12\x1d\n" +
+	"\n" +
+	"keep_every\x18\x05 \x01(\rR\tkeepEvery\"2\n" +
 	"\x06Budget\x12(\n" +
 	"\x10max_spend_micros\x18\x01 \x01(\x03R\x0emaxSpendMicros\"\x95\x01\n" +
 	"\bProgress\x12\x14\n" +
@@ -5184,7 +5674,7 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"last_error\x18\b \x01(\tR\tlastError\x12#\n" +
 	"\rcancel_reason\x18\t \x01(\tR\fcancelReason\x12+\n" +
 	"\x05train\x18\n" +
-	" \x01(\v2\x15.megha.v1.TrainStatusR\x05train\"\x99\x04\n" +
+	" \x01(\v2\x15.megha.v1.TrainStatusR\x05train\"\xcf\x05\n" +
 	"\vTrainStatus\x12\x1c\n" +
 	"\tcommitted\x18\x01 \x01(\x04R\tcommitted\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12/\n" +
@@ -5199,15 +5689,36 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\vinner_steps\x18\n" +
 	" \x03(\v2%.megha.v1.TrainStatus.InnerStepsEntryR\n" +
 	"innerSteps\x12D\n" +
-	"\x10round_started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0eroundStartedAt\x1a=\n" +
+	"\x10round_started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0eroundStartedAt\x12:\n" +
+	"\vcheckpoints\x18\f \x03(\v2\x18.megha.v1.CheckpointInfoR\vcheckpoints\x12<\n" +
+	"\acursors\x18\r \x03(\v2\".megha.v1.TrainStatus.CursorsEntryR\acursors\x1a=\n" +
 	"\x0fInnerStepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"k\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\x1a:\n" +
+	"\fCursorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x9b\x03\n" +
+	"\x0eCheckpointInfo\x12\x14\n" +
+	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x14\n" +
+	"\x05store\x18\x02 \x01(\tR\x05store\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12\x1a\n" +
+	"\buploaded\x18\x05 \x01(\x03R\buploaded\x12\x12\n" +
+	"\x04step\x18\x06 \x01(\x04R\x04step\x12\x16\n" +
+	"\x06tokens\x18\a \x01(\x04R\x06tokens\x12\x17\n" +
+	"\atask_id\x18\b \x01(\tR\x06taskId\x12\x18\n" +
+	"\aseconds\x18\t \x01(\x01R\aseconds\x12=\n" +
+	"\fcommitted_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12?\n" +
+	"\acursors\x18\v \x03(\v2%.megha.v1.CheckpointInfo.CursorsEntryR\acursors\x1a:\n" +
+	"\fCursorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"k\n" +
 	"\vRoundMember\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04rank\x18\x03 \x01(\rR\x04rank\x12\x12\n" +
-	"\x04addr\x18\x04 \x01(\tR\x04addr\"\xdb\x02\n" +
+	"\x04addr\x18\x04 \x01(\tR\x04addr\"\xf3\x02\n" +
 	"\vMemberRound\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x14\n" +
@@ -5222,7 +5733,8 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x0ebytes_received\x18\n" +
 	" \x01(\x03R\rbytesReceived\x12\x1b\n" +
 	"\tgpu_model\x18\v \x01(\tR\bgpuModel\x12\x1a\n" +
-	"\bemulated\x18\f \x01(\bR\bemulated\"\x99\x03\n" +
+	"\bemulated\x18\f \x01(\bR\bemulated\x12\x16\n" +
+	"\x06cursor\x18\r \x01(\x04R\x06cursor\"\xb9\x03\n" +
 	"\vRoundRecord\x12\x14\n" +
 	"\x05round\x18\x01 \x01(\x04R\x05round\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12/\n" +
@@ -5238,7 +5750,10 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
-	"\fcommitted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\"\xc7\x01\n" +
+	"\fcommitted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\f \x01(\bR\n" +
+	"checkpoint\"\xc7\x01\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12%\n" +
@@ -5446,7 +5961,27 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x14\n" +
 	"\x05round\x18\x04 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04addr\x18\x05 \x01(\tR\x04addr\x12\x17\n" +
-	"\await_ms\x18\x06 \x01(\rR\x06waitMs\"\xc2\x01\n" +
+	"\await_ms\x18\x06 \x01(\rR\x06waitMs\"{\n" +
+	"\x14StartTrainingRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\rR\x06waitMs\"\x9b\x01\n" +
+	"\rTrainingStart\x12\x14\n" +
+	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x122\n" +
+	"\arestore\x18\x03 \x01(\v2\x18.megha.v1.CheckpointInfoR\arestore\x12\x12\n" +
+	"\x04stop\x18\x04 \x01(\bR\x04stop\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xb7\x01\n" +
+	"\x17CommitCheckpointRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x128\n" +
+	"\n" +
+	"checkpoint\x18\x04 \x01(\v2\x18.megha.v1.CheckpointInfoR\n" +
+	"checkpoint\x12\x16\n" +
+	"\x06pruned\x18\x05 \x03(\x04R\x06pruned\"\x1a\n" +
+	"\x18CommitCheckpointResponse\"\xda\x01\n" +
 	"\tRoundPlan\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x18\n" +
@@ -5454,7 +5989,8 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\amembers\x18\x04 \x03(\v2\x15.megha.v1.RoundMemberR\amembers\x12\x12\n" +
 	"\x04rank\x18\x05 \x01(\rR\x04rank\x12\x12\n" +
 	"\x04stop\x18\x06 \x01(\bR\x04stop\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"\xb0\x02\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x16\n" +
+	"\x06resync\x18\b \x01(\bR\x06resync\"\xb0\x02\n" +
 	"\x12FinishRoundRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x17\n" +
@@ -5467,13 +6003,22 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\bval_loss\x18\t \x01(\x01R\avalLoss\x12\x17\n" +
 	"\ahas_val\x18\n" +
 	" \x01(\bR\x06hasVal\x12\x17\n" +
-	"\await_ms\x18\v \x01(\rR\x06waitMs\"\xaa\x02\n" +
+	"\await_ms\x18\v \x01(\rR\x06waitMs\"\xf1\x03\n" +
 	"\fRoundOutcome\x12;\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1f.megha.v1.RoundOutcome.DecisionR\bdecision\x12)\n" +
 	"\x05retry\x18\x02 \x01(\v2\x13.megha.v1.RoundPlanR\x05retry\x12(\n" +
 	"\x10next_inner_steps\x18\x03 \x01(\rR\x0enextInnerSteps\x12\x12\n" +
 	"\x04done\x18\x04 \x01(\bR\x04done\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\\\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x06 \x01(\bR\n" +
+	"checkpoint\x12=\n" +
+	"\acursors\x18\a \x03(\v2#.megha.v1.RoundOutcome.CursorsEntryR\acursors\x12\x12\n" +
+	"\x04step\x18\b \x01(\x04R\x04step\x12\x16\n" +
+	"\x06tokens\x18\t \x01(\x04R\x06tokens\x1a:\n" +
+	"\fCursorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\\\n" +
 	"\bDecision\x12\x14\n" +
 	"\x10DECISION_PENDING\x10\x00\x12\x13\n" +
 	"\x0fDECISION_COMMIT\x10\x01\x12\x12\n" +
@@ -5569,7 +6114,7 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\tListTasks\x12\x1a.megha.v1.ListTasksRequest\x1a\x1b.megha.v1.ListTasksResponse\x127\n" +
 	"\x04Logs\x12\x19.megha.v1.TaskLogsRequest\x1a\x12.megha.v1.LogChunk0\x01\x12G\n" +
 	"\n" +
-	"ListLeases\x12\x1b.megha.v1.ListLeasesRequest\x1a\x1c.megha.v1.ListLeasesResponse2\xb9\x04\n" +
+	"ListLeases\x12\x1b.megha.v1.ListLeasesRequest\x1a\x1c.megha.v1.ListLeasesResponse2\xde\x05\n" +
 	"\rWorkerService\x12M\n" +
 	"\bRegister\x12\x1f.megha.v1.RegisterWorkerRequest\x1a .megha.v1.RegisterWorkerResponse\x12H\n" +
 	"\tHeartbeat\x12\x1a.megha.v1.HeartbeatRequest\x1a\x1b.megha.v1.HeartbeatResponse(\x010\x01\x12C\n" +
@@ -5578,7 +6123,9 @@ const file_megha_v1_megha_proto_rawDesc = "" +
 	"\x05Leave\x12\x16.megha.v1.LeaveRequest\x1a\x17.megha.v1.LeaveResponse\x12J\n" +
 	"\vListWorkers\x12\x1c.megha.v1.ListWorkersRequest\x1a\x1d.megha.v1.ListWorkersResponse\x12<\n" +
 	"\tJoinRound\x12\x1a.megha.v1.JoinRoundRequest\x1a\x13.megha.v1.RoundPlan\x12C\n" +
-	"\vFinishRound\x12\x1c.megha.v1.FinishRoundRequest\x1a\x16.megha.v1.RoundOutcome2L\n" +
+	"\vFinishRound\x12\x1c.megha.v1.FinishRoundRequest\x1a\x16.megha.v1.RoundOutcome\x12H\n" +
+	"\rStartTraining\x12\x1e.megha.v1.StartTrainingRequest\x1a\x17.megha.v1.TrainingStart\x12Y\n" +
+	"\x10CommitCheckpoint\x12!.megha.v1.CommitCheckpointRequest\x1a\".megha.v1.CommitCheckpointResponse2L\n" +
 	"\fAgentService\x12<\n" +
 	"\bTaskLogs\x12\x1a.megha.v1.AgentLogsRequest\x1a\x12.megha.v1.LogChunk0\x012\xe2\x02\n" +
 	"\x0eClusterService\x12>\n" +
@@ -5601,86 +6148,94 @@ func file_megha_v1_megha_proto_rawDescGZIP() []byte {
 }
 
 var file_megha_v1_megha_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_megha_v1_megha_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_megha_v1_megha_proto_goTypes = []any{
-	(JobKind)(0),                   // 0: megha.v1.JobKind
-	(SyncAlgorithm)(0),             // 1: megha.v1.SyncAlgorithm
-	(Compression)(0),               // 2: megha.v1.Compression
-	(JobState)(0),                  // 3: megha.v1.JobState
-	(LeaseState)(0),                // 4: megha.v1.LeaseState
-	(WorkerState)(0),               // 5: megha.v1.WorkerState
-	(TaskState)(0),                 // 6: megha.v1.TaskState
-	(Suffrage)(0),                  // 7: megha.v1.Suffrage
-	(RoundOutcome_Decision)(0),     // 8: megha.v1.RoundOutcome.Decision
-	(*JobSpec)(nil),                // 9: megha.v1.JobSpec
-	(*ModelSpec)(nil),              // 10: megha.v1.ModelSpec
-	(*DataSpec)(nil),               // 11: megha.v1.DataSpec
-	(*Resources)(nil),              // 12: megha.v1.Resources
-	(*SyncSpec)(nil),               // 13: megha.v1.SyncSpec
-	(*StopCondition)(nil),          // 14: megha.v1.StopCondition
-	(*CheckpointSpec)(nil),         // 15: megha.v1.CheckpointSpec
-	(*Budget)(nil),                 // 16: megha.v1.Budget
-	(*Progress)(nil),               // 17: megha.v1.Progress
-	(*JobStatus)(nil),              // 18: megha.v1.JobStatus
-	(*TrainStatus)(nil),            // 19: megha.v1.TrainStatus
-	(*RoundMember)(nil),            // 20: megha.v1.RoundMember
-	(*MemberRound)(nil),            // 21: megha.v1.MemberRound
-	(*RoundRecord)(nil),            // 22: megha.v1.RoundRecord
-	(*Job)(nil),                    // 23: megha.v1.Job
-	(*Lease)(nil),                  // 24: megha.v1.Lease
-	(*SubmitJobRequest)(nil),       // 25: megha.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),      // 26: megha.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),          // 27: megha.v1.GetJobRequest
-	(*ListJobsRequest)(nil),        // 28: megha.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),       // 29: megha.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),       // 30: megha.v1.CancelJobRequest
-	(*WatchJobRequest)(nil),        // 31: megha.v1.WatchJobRequest
-	(*JobEvent)(nil),               // 32: megha.v1.JobEvent
-	(*GPU)(nil),                    // 33: megha.v1.GPU
-	(*Worker)(nil),                 // 34: megha.v1.Worker
-	(*Throughput)(nil),             // 35: megha.v1.Throughput
-	(*GPUModelThroughput)(nil),     // 36: megha.v1.GPUModelThroughput
-	(*RegisterWorkerRequest)(nil),  // 37: megha.v1.RegisterWorkerRequest
-	(*RegisterWorkerResponse)(nil), // 38: megha.v1.RegisterWorkerResponse
-	(*HeartbeatRequest)(nil),       // 39: megha.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),      // 40: megha.v1.HeartbeatResponse
-	(*AssignmentsRequest)(nil),     // 41: megha.v1.AssignmentsRequest
-	(*Task)(nil),                   // 42: megha.v1.Task
-	(*Assignment)(nil),             // 43: megha.v1.Assignment
-	(*ProgressReport)(nil),         // 44: megha.v1.ProgressReport
-	(*ProgressAck)(nil),            // 45: megha.v1.ProgressAck
-	(*LeaveRequest)(nil),           // 46: megha.v1.LeaveRequest
-	(*LeaveResponse)(nil),          // 47: megha.v1.LeaveResponse
-	(*TaskLogsRequest)(nil),        // 48: megha.v1.TaskLogsRequest
-	(*LogChunk)(nil),               // 49: megha.v1.LogChunk
-	(*ListLeasesRequest)(nil),      // 50: megha.v1.ListLeasesRequest
-	(*ListLeasesResponse)(nil),     // 51: megha.v1.ListLeasesResponse
-	(*ListTasksRequest)(nil),       // 52: megha.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 53: megha.v1.ListTasksResponse
-	(*ListWorkersRequest)(nil),     // 54: megha.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),    // 55: megha.v1.ListWorkersResponse
-	(*JoinRoundRequest)(nil),       // 56: megha.v1.JoinRoundRequest
-	(*RoundPlan)(nil),              // 57: megha.v1.RoundPlan
-	(*FinishRoundRequest)(nil),     // 58: megha.v1.FinishRoundRequest
-	(*RoundOutcome)(nil),           // 59: megha.v1.RoundOutcome
-	(*AgentLogsRequest)(nil),       // 60: megha.v1.AgentLogsRequest
-	(*Member)(nil),                 // 61: megha.v1.Member
-	(*MembersRequest)(nil),         // 62: megha.v1.MembersRequest
-	(*MembersResponse)(nil),        // 63: megha.v1.MembersResponse
-	(*LeaderRequest)(nil),          // 64: megha.v1.LeaderRequest
-	(*LeaderResponse)(nil),         // 65: megha.v1.LeaderResponse
-	(*RaftStatsRequest)(nil),       // 66: megha.v1.RaftStatsRequest
-	(*RaftStatsResponse)(nil),      // 67: megha.v1.RaftStatsResponse
-	(*AddVoterRequest)(nil),        // 68: megha.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),       // 69: megha.v1.AddVoterResponse
-	(*RemoveVoterRequest)(nil),     // 70: megha.v1.RemoveVoterRequest
-	(*RemoveVoterResponse)(nil),    // 71: megha.v1.RemoveVoterResponse
-	nil,                            // 72: megha.v1.JobSpec.LabelsEntry
-	nil,                            // 73: megha.v1.ModelSpec.EnvEntry
-	nil,                            // 74: megha.v1.TrainStatus.InnerStepsEntry
-	nil,                            // 75: megha.v1.Assignment.EnvEntry
-	nil,                            // 76: megha.v1.RaftStatsResponse.StatsEntry
-	(*timestamppb.Timestamp)(nil),  // 77: google.protobuf.Timestamp
+	(JobKind)(0),                     // 0: megha.v1.JobKind
+	(SyncAlgorithm)(0),               // 1: megha.v1.SyncAlgorithm
+	(Compression)(0),                 // 2: megha.v1.Compression
+	(JobState)(0),                    // 3: megha.v1.JobState
+	(LeaseState)(0),                  // 4: megha.v1.LeaseState
+	(WorkerState)(0),                 // 5: megha.v1.WorkerState
+	(TaskState)(0),                   // 6: megha.v1.TaskState
+	(Suffrage)(0),                    // 7: megha.v1.Suffrage
+	(RoundOutcome_Decision)(0),       // 8: megha.v1.RoundOutcome.Decision
+	(*JobSpec)(nil),                  // 9: megha.v1.JobSpec
+	(*ModelSpec)(nil),                // 10: megha.v1.ModelSpec
+	(*DataSpec)(nil),                 // 11: megha.v1.DataSpec
+	(*Resources)(nil),                // 12: megha.v1.Resources
+	(*SyncSpec)(nil),                 // 13: megha.v1.SyncSpec
+	(*StopCondition)(nil),            // 14: megha.v1.StopCondition
+	(*CheckpointSpec)(nil),           // 15: megha.v1.CheckpointSpec
+	(*Budget)(nil),                   // 16: megha.v1.Budget
+	(*Progress)(nil),                 // 17: megha.v1.Progress
+	(*JobStatus)(nil),                // 18: megha.v1.JobStatus
+	(*TrainStatus)(nil),              // 19: megha.v1.TrainStatus
+	(*CheckpointInfo)(nil),           // 20: megha.v1.CheckpointInfo
+	(*RoundMember)(nil),              // 21: megha.v1.RoundMember
+	(*MemberRound)(nil),              // 22: megha.v1.MemberRound
+	(*RoundRecord)(nil),              // 23: megha.v1.RoundRecord
+	(*Job)(nil),                      // 24: megha.v1.Job
+	(*Lease)(nil),                    // 25: megha.v1.Lease
+	(*SubmitJobRequest)(nil),         // 26: megha.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),        // 27: megha.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),            // 28: megha.v1.GetJobRequest
+	(*ListJobsRequest)(nil),          // 29: megha.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),         // 30: megha.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),         // 31: megha.v1.CancelJobRequest
+	(*WatchJobRequest)(nil),          // 32: megha.v1.WatchJobRequest
+	(*JobEvent)(nil),                 // 33: megha.v1.JobEvent
+	(*GPU)(nil),                      // 34: megha.v1.GPU
+	(*Worker)(nil),                   // 35: megha.v1.Worker
+	(*Throughput)(nil),               // 36: megha.v1.Throughput
+	(*GPUModelThroughput)(nil),       // 37: megha.v1.GPUModelThroughput
+	(*RegisterWorkerRequest)(nil),    // 38: megha.v1.RegisterWorkerRequest
+	(*RegisterWorkerResponse)(nil),   // 39: megha.v1.RegisterWorkerResponse
+	(*HeartbeatRequest)(nil),         // 40: megha.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 41: megha.v1.HeartbeatResponse
+	(*AssignmentsRequest)(nil),       // 42: megha.v1.AssignmentsRequest
+	(*Task)(nil),                     // 43: megha.v1.Task
+	(*Assignment)(nil),               // 44: megha.v1.Assignment
+	(*ProgressReport)(nil),           // 45: megha.v1.ProgressReport
+	(*ProgressAck)(nil),              // 46: megha.v1.ProgressAck
+	(*LeaveRequest)(nil),             // 47: megha.v1.LeaveRequest
+	(*LeaveResponse)(nil),            // 48: megha.v1.LeaveResponse
+	(*TaskLogsRequest)(nil),          // 49: megha.v1.TaskLogsRequest
+	(*LogChunk)(nil),                 // 50: megha.v1.LogChunk
+	(*ListLeasesRequest)(nil),        // 51: megha.v1.ListLeasesRequest
+	(*ListLeasesResponse)(nil),       // 52: megha.v1.ListLeasesResponse
+	(*ListTasksRequest)(nil),         // 53: megha.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 54: megha.v1.ListTasksResponse
+	(*ListWorkersRequest)(nil),       // 55: megha.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),      // 56: megha.v1.ListWorkersResponse
+	(*JoinRoundRequest)(nil),         // 57: megha.v1.JoinRoundRequest
+	(*StartTrainingRequest)(nil),     // 58: megha.v1.StartTrainingRequest
+	(*TrainingStart)(nil),            // 59: megha.v1.TrainingStart
+	(*CommitCheckpointRequest)(nil),  // 60: megha.v1.CommitCheckpointRequest
+	(*CommitCheckpointResponse)(nil), // 61: megha.v1.CommitCheckpointResponse
+	(*RoundPlan)(nil),                // 62: megha.v1.RoundPlan
+	(*FinishRoundRequest)(nil),       // 63: megha.v1.FinishRoundRequest
+	(*RoundOutcome)(nil),             // 64: megha.v1.RoundOutcome
+	(*AgentLogsRequest)(nil),         // 65: megha.v1.AgentLogsRequest
+	(*Member)(nil),                   // 66: megha.v1.Member
+	(*MembersRequest)(nil),           // 67: megha.v1.MembersRequest
+	(*MembersResponse)(nil),          // 68: megha.v1.MembersResponse
+	(*LeaderRequest)(nil),            // 69: megha.v1.LeaderRequest
+	(*LeaderResponse)(nil),           // 70: megha.v1.LeaderResponse
+	(*RaftStatsRequest)(nil),         // 71: megha.v1.RaftStatsRequest
+	(*RaftStatsResponse)(nil),        // 72: megha.v1.RaftStatsResponse
+	(*AddVoterRequest)(nil),          // 73: megha.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),         // 74: megha.v1.AddVoterResponse
+	(*RemoveVoterRequest)(nil),       // 75: megha.v1.RemoveVoterRequest
+	(*RemoveVoterResponse)(nil),      // 76: megha.v1.RemoveVoterResponse
+	nil,                              // 77: megha.v1.JobSpec.LabelsEntry
+	nil,                              // 78: megha.v1.ModelSpec.EnvEntry
+	nil,                              // 79: megha.v1.TrainStatus.InnerStepsEntry
+	nil,                              // 80: megha.v1.TrainStatus.CursorsEntry
+	nil,                              // 81: megha.v1.CheckpointInfo.CursorsEntry
+	nil,                              // 82: megha.v1.Assignment.EnvEntry
+	nil,                              // 83: megha.v1.RoundOutcome.CursorsEntry
+	nil,                              // 84: megha.v1.RaftStatsResponse.StatsEntry
+	(*timestamppb.Timestamp)(nil),    // 85: google.protobuf.Timestamp
 }
 var file_megha_v1_megha_proto_depIdxs = []int32{
 	0,  // 0: megha.v1.JobSpec.kind:type_name -> megha.v1.JobKind
@@ -5691,115 +6246,126 @@ var file_megha_v1_megha_proto_depIdxs = []int32{
 	14, // 5: megha.v1.JobSpec.stop:type_name -> megha.v1.StopCondition
 	15, // 6: megha.v1.JobSpec.checkpoint:type_name -> megha.v1.CheckpointSpec
 	16, // 7: megha.v1.JobSpec.budget:type_name -> megha.v1.Budget
-	72, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
-	73, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
+	77, // 8: megha.v1.JobSpec.labels:type_name -> megha.v1.JobSpec.LabelsEntry
+	78, // 9: megha.v1.ModelSpec.env:type_name -> megha.v1.ModelSpec.EnvEntry
 	1,  // 10: megha.v1.SyncSpec.algorithm:type_name -> megha.v1.SyncAlgorithm
 	2,  // 11: megha.v1.SyncSpec.compression:type_name -> megha.v1.Compression
 	3,  // 12: megha.v1.JobStatus.state:type_name -> megha.v1.JobState
-	77, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
-	77, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
-	77, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
-	77, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
+	85, // 13: megha.v1.JobStatus.created_at:type_name -> google.protobuf.Timestamp
+	85, // 14: megha.v1.JobStatus.updated_at:type_name -> google.protobuf.Timestamp
+	85, // 15: megha.v1.JobStatus.started_at:type_name -> google.protobuf.Timestamp
+	85, // 16: megha.v1.JobStatus.finished_at:type_name -> google.protobuf.Timestamp
 	17, // 17: megha.v1.JobStatus.progress:type_name -> megha.v1.Progress
 	19, // 18: megha.v1.JobStatus.train:type_name -> megha.v1.TrainStatus
-	20, // 19: megha.v1.TrainStatus.members:type_name -> megha.v1.RoundMember
-	22, // 20: megha.v1.TrainStatus.rounds:type_name -> megha.v1.RoundRecord
-	74, // 21: megha.v1.TrainStatus.inner_steps:type_name -> megha.v1.TrainStatus.InnerStepsEntry
-	77, // 22: megha.v1.TrainStatus.round_started_at:type_name -> google.protobuf.Timestamp
-	21, // 23: megha.v1.RoundRecord.members:type_name -> megha.v1.MemberRound
-	77, // 24: megha.v1.RoundRecord.started_at:type_name -> google.protobuf.Timestamp
-	77, // 25: megha.v1.RoundRecord.committed_at:type_name -> google.protobuf.Timestamp
-	9,  // 26: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
-	18, // 27: megha.v1.Job.status:type_name -> megha.v1.JobStatus
-	4,  // 28: megha.v1.Lease.state:type_name -> megha.v1.LeaseState
-	77, // 29: megha.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
-	77, // 30: megha.v1.Lease.closed_at:type_name -> google.protobuf.Timestamp
-	9,  // 31: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
-	23, // 32: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
-	3,  // 33: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
-	23, // 34: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
-	23, // 35: megha.v1.JobEvent.job:type_name -> megha.v1.Job
-	33, // 36: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
-	5,  // 37: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
-	77, // 38: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
-	77, // 39: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
-	35, // 40: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
-	77, // 41: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
-	33, // 42: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
-	35, // 43: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
-	33, // 44: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
-	6,  // 45: megha.v1.Task.state:type_name -> megha.v1.TaskState
-	77, // 46: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
-	77, // 47: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	77, // 48: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
-	75, // 49: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
-	9,  // 50: megha.v1.Assignment.spec:type_name -> megha.v1.JobSpec
-	17, // 51: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
-	6,  // 52: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
-	24, // 53: megha.v1.ListLeasesResponse.leases:type_name -> megha.v1.Lease
-	42, // 54: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
-	5,  // 55: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
-	34, // 56: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
-	36, // 57: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
-	20, // 58: megha.v1.RoundPlan.members:type_name -> megha.v1.RoundMember
-	21, // 59: megha.v1.FinishRoundRequest.stats:type_name -> megha.v1.MemberRound
-	8,  // 60: megha.v1.RoundOutcome.decision:type_name -> megha.v1.RoundOutcome.Decision
-	57, // 61: megha.v1.RoundOutcome.retry:type_name -> megha.v1.RoundPlan
-	7,  // 62: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
-	61, // 63: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
-	61, // 64: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
-	76, // 65: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
-	61, // 66: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
-	61, // 67: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
-	25, // 68: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
-	27, // 69: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
-	28, // 70: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
-	30, // 71: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
-	31, // 72: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
-	52, // 73: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
-	48, // 74: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
-	50, // 75: megha.v1.JobService.ListLeases:input_type -> megha.v1.ListLeasesRequest
-	37, // 76: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
-	39, // 77: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
-	41, // 78: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
-	44, // 79: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
-	46, // 80: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
-	54, // 81: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
-	56, // 82: megha.v1.WorkerService.JoinRound:input_type -> megha.v1.JoinRoundRequest
-	58, // 83: megha.v1.WorkerService.FinishRound:input_type -> megha.v1.FinishRoundRequest
-	60, // 84: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
-	62, // 85: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
-	64, // 86: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
-	66, // 87: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
-	68, // 88: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
-	70, // 89: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
-	26, // 90: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
-	23, // 91: megha.v1.JobService.Get:output_type -> megha.v1.Job
-	29, // 92: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
-	23, // 93: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
-	32, // 94: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
-	53, // 95: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
-	49, // 96: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
-	51, // 97: megha.v1.JobService.ListLeases:output_type -> megha.v1.ListLeasesResponse
-	38, // 98: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
-	40, // 99: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
-	43, // 100: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
-	45, // 101: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
-	47, // 102: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
-	55, // 103: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
-	57, // 104: megha.v1.WorkerService.JoinRound:output_type -> megha.v1.RoundPlan
-	59, // 105: megha.v1.WorkerService.FinishRound:output_type -> megha.v1.RoundOutcome
-	49, // 106: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
-	63, // 107: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
-	65, // 108: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
-	67, // 109: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
-	69, // 110: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
-	71, // 111: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
-	90, // [90:112] is the sub-list for method output_type
-	68, // [68:90] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	21, // 19: megha.v1.TrainStatus.members:type_name -> megha.v1.RoundMember
+	23, // 20: megha.v1.TrainStatus.rounds:type_name -> megha.v1.RoundRecord
+	79, // 21: megha.v1.TrainStatus.inner_steps:type_name -> megha.v1.TrainStatus.InnerStepsEntry
+	85, // 22: megha.v1.TrainStatus.round_started_at:type_name -> google.protobuf.Timestamp
+	20, // 23: megha.v1.TrainStatus.checkpoints:type_name -> megha.v1.CheckpointInfo
+	80, // 24: megha.v1.TrainStatus.cursors:type_name -> megha.v1.TrainStatus.CursorsEntry
+	85, // 25: megha.v1.CheckpointInfo.committed_at:type_name -> google.protobuf.Timestamp
+	81, // 26: megha.v1.CheckpointInfo.cursors:type_name -> megha.v1.CheckpointInfo.CursorsEntry
+	22, // 27: megha.v1.RoundRecord.members:type_name -> megha.v1.MemberRound
+	85, // 28: megha.v1.RoundRecord.started_at:type_name -> google.protobuf.Timestamp
+	85, // 29: megha.v1.RoundRecord.committed_at:type_name -> google.protobuf.Timestamp
+	9,  // 30: megha.v1.Job.spec:type_name -> megha.v1.JobSpec
+	18, // 31: megha.v1.Job.status:type_name -> megha.v1.JobStatus
+	4,  // 32: megha.v1.Lease.state:type_name -> megha.v1.LeaseState
+	85, // 33: megha.v1.Lease.created_at:type_name -> google.protobuf.Timestamp
+	85, // 34: megha.v1.Lease.closed_at:type_name -> google.protobuf.Timestamp
+	9,  // 35: megha.v1.SubmitJobRequest.spec:type_name -> megha.v1.JobSpec
+	24, // 36: megha.v1.SubmitJobResponse.job:type_name -> megha.v1.Job
+	3,  // 37: megha.v1.ListJobsRequest.states:type_name -> megha.v1.JobState
+	24, // 38: megha.v1.ListJobsResponse.jobs:type_name -> megha.v1.Job
+	24, // 39: megha.v1.JobEvent.job:type_name -> megha.v1.Job
+	34, // 40: megha.v1.Worker.gpus:type_name -> megha.v1.GPU
+	5,  // 41: megha.v1.Worker.state:type_name -> megha.v1.WorkerState
+	85, // 42: megha.v1.Worker.registered_at:type_name -> google.protobuf.Timestamp
+	85, // 43: megha.v1.Worker.lost_at:type_name -> google.protobuf.Timestamp
+	36, // 44: megha.v1.Worker.throughput:type_name -> megha.v1.Throughput
+	85, // 45: megha.v1.Worker.last_heartbeat:type_name -> google.protobuf.Timestamp
+	34, // 46: megha.v1.RegisterWorkerRequest.gpus:type_name -> megha.v1.GPU
+	36, // 47: megha.v1.RegisterWorkerRequest.throughput:type_name -> megha.v1.Throughput
+	34, // 48: megha.v1.HeartbeatRequest.gpus:type_name -> megha.v1.GPU
+	6,  // 49: megha.v1.Task.state:type_name -> megha.v1.TaskState
+	85, // 50: megha.v1.Task.assigned_at:type_name -> google.protobuf.Timestamp
+	85, // 51: megha.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	85, // 52: megha.v1.Task.finished_at:type_name -> google.protobuf.Timestamp
+	82, // 53: megha.v1.Assignment.env:type_name -> megha.v1.Assignment.EnvEntry
+	9,  // 54: megha.v1.Assignment.spec:type_name -> megha.v1.JobSpec
+	17, // 55: megha.v1.ProgressReport.progress:type_name -> megha.v1.Progress
+	6,  // 56: megha.v1.ProgressReport.state:type_name -> megha.v1.TaskState
+	25, // 57: megha.v1.ListLeasesResponse.leases:type_name -> megha.v1.Lease
+	43, // 58: megha.v1.ListTasksResponse.tasks:type_name -> megha.v1.Task
+	5,  // 59: megha.v1.ListWorkersRequest.states:type_name -> megha.v1.WorkerState
+	35, // 60: megha.v1.ListWorkersResponse.workers:type_name -> megha.v1.Worker
+	37, // 61: megha.v1.ListWorkersResponse.throughput:type_name -> megha.v1.GPUModelThroughput
+	20, // 62: megha.v1.TrainingStart.restore:type_name -> megha.v1.CheckpointInfo
+	20, // 63: megha.v1.CommitCheckpointRequest.checkpoint:type_name -> megha.v1.CheckpointInfo
+	21, // 64: megha.v1.RoundPlan.members:type_name -> megha.v1.RoundMember
+	22, // 65: megha.v1.FinishRoundRequest.stats:type_name -> megha.v1.MemberRound
+	8,  // 66: megha.v1.RoundOutcome.decision:type_name -> megha.v1.RoundOutcome.Decision
+	62, // 67: megha.v1.RoundOutcome.retry:type_name -> megha.v1.RoundPlan
+	83, // 68: megha.v1.RoundOutcome.cursors:type_name -> megha.v1.RoundOutcome.CursorsEntry
+	7,  // 69: megha.v1.Member.suffrage:type_name -> megha.v1.Suffrage
+	66, // 70: megha.v1.MembersResponse.members:type_name -> megha.v1.Member
+	66, // 71: megha.v1.LeaderResponse.leader:type_name -> megha.v1.Member
+	84, // 72: megha.v1.RaftStatsResponse.stats:type_name -> megha.v1.RaftStatsResponse.StatsEntry
+	66, // 73: megha.v1.AddVoterResponse.members:type_name -> megha.v1.Member
+	66, // 74: megha.v1.RemoveVoterResponse.members:type_name -> megha.v1.Member
+	26, // 75: megha.v1.JobService.Submit:input_type -> megha.v1.SubmitJobRequest
+	28, // 76: megha.v1.JobService.Get:input_type -> megha.v1.GetJobRequest
+	29, // 77: megha.v1.JobService.List:input_type -> megha.v1.ListJobsRequest
+	31, // 78: megha.v1.JobService.Cancel:input_type -> megha.v1.CancelJobRequest
+	32, // 79: megha.v1.JobService.Watch:input_type -> megha.v1.WatchJobRequest
+	53, // 80: megha.v1.JobService.ListTasks:input_type -> megha.v1.ListTasksRequest
+	49, // 81: megha.v1.JobService.Logs:input_type -> megha.v1.TaskLogsRequest
+	51, // 82: megha.v1.JobService.ListLeases:input_type -> megha.v1.ListLeasesRequest
+	38, // 83: megha.v1.WorkerService.Register:input_type -> megha.v1.RegisterWorkerRequest
+	40, // 84: megha.v1.WorkerService.Heartbeat:input_type -> megha.v1.HeartbeatRequest
+	42, // 85: megha.v1.WorkerService.Assignments:input_type -> megha.v1.AssignmentsRequest
+	45, // 86: megha.v1.WorkerService.ReportProgress:input_type -> megha.v1.ProgressReport
+	47, // 87: megha.v1.WorkerService.Leave:input_type -> megha.v1.LeaveRequest
+	55, // 88: megha.v1.WorkerService.ListWorkers:input_type -> megha.v1.ListWorkersRequest
+	57, // 89: megha.v1.WorkerService.JoinRound:input_type -> megha.v1.JoinRoundRequest
+	63, // 90: megha.v1.WorkerService.FinishRound:input_type -> megha.v1.FinishRoundRequest
+	58, // 91: megha.v1.WorkerService.StartTraining:input_type -> megha.v1.StartTrainingRequest
+	60, // 92: megha.v1.WorkerService.CommitCheckpoint:input_type -> megha.v1.CommitCheckpointRequest
+	65, // 93: megha.v1.AgentService.TaskLogs:input_type -> megha.v1.AgentLogsRequest
+	67, // 94: megha.v1.ClusterService.Members:input_type -> megha.v1.MembersRequest
+	69, // 95: megha.v1.ClusterService.Leader:input_type -> megha.v1.LeaderRequest
+	71, // 96: megha.v1.ClusterService.RaftStats:input_type -> megha.v1.RaftStatsRequest
+	73, // 97: megha.v1.ClusterService.AddVoter:input_type -> megha.v1.AddVoterRequest
+	75, // 98: megha.v1.ClusterService.RemoveVoter:input_type -> megha.v1.RemoveVoterRequest
+	27, // 99: megha.v1.JobService.Submit:output_type -> megha.v1.SubmitJobResponse
+	24, // 100: megha.v1.JobService.Get:output_type -> megha.v1.Job
+	30, // 101: megha.v1.JobService.List:output_type -> megha.v1.ListJobsResponse
+	24, // 102: megha.v1.JobService.Cancel:output_type -> megha.v1.Job
+	33, // 103: megha.v1.JobService.Watch:output_type -> megha.v1.JobEvent
+	54, // 104: megha.v1.JobService.ListTasks:output_type -> megha.v1.ListTasksResponse
+	50, // 105: megha.v1.JobService.Logs:output_type -> megha.v1.LogChunk
+	52, // 106: megha.v1.JobService.ListLeases:output_type -> megha.v1.ListLeasesResponse
+	39, // 107: megha.v1.WorkerService.Register:output_type -> megha.v1.RegisterWorkerResponse
+	41, // 108: megha.v1.WorkerService.Heartbeat:output_type -> megha.v1.HeartbeatResponse
+	44, // 109: megha.v1.WorkerService.Assignments:output_type -> megha.v1.Assignment
+	46, // 110: megha.v1.WorkerService.ReportProgress:output_type -> megha.v1.ProgressAck
+	48, // 111: megha.v1.WorkerService.Leave:output_type -> megha.v1.LeaveResponse
+	56, // 112: megha.v1.WorkerService.ListWorkers:output_type -> megha.v1.ListWorkersResponse
+	62, // 113: megha.v1.WorkerService.JoinRound:output_type -> megha.v1.RoundPlan
+	64, // 114: megha.v1.WorkerService.FinishRound:output_type -> megha.v1.RoundOutcome
+	59, // 115: megha.v1.WorkerService.StartTraining:output_type -> megha.v1.TrainingStart
+	61, // 116: megha.v1.WorkerService.CommitCheckpoint:output_type -> megha.v1.CommitCheckpointResponse
+	50, // 117: megha.v1.AgentService.TaskLogs:output_type -> megha.v1.LogChunk
+	68, // 118: megha.v1.ClusterService.Members:output_type -> megha.v1.MembersResponse
+	70, // 119: megha.v1.ClusterService.Leader:output_type -> megha.v1.LeaderResponse
+	72, // 120: megha.v1.ClusterService.RaftStats:output_type -> megha.v1.RaftStatsResponse
+	74, // 121: megha.v1.ClusterService.AddVoter:output_type -> megha.v1.AddVoterResponse
+	76, // 122: megha.v1.ClusterService.RemoveVoter:output_type -> megha.v1.RemoveVoterResponse
+	99, // [99:123] is the sub-list for method output_type
+	75, // [75:99] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_megha_v1_megha_proto_init() }
@@ -5813,7 +6379,7 @@ func file_megha_v1_megha_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_megha_v1_megha_proto_rawDesc), len(file_megha_v1_megha_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   68,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

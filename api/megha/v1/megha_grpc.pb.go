@@ -413,14 +413,16 @@ var JobService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	WorkerService_Register_FullMethodName       = "/megha.v1.WorkerService/Register"
-	WorkerService_Heartbeat_FullMethodName      = "/megha.v1.WorkerService/Heartbeat"
-	WorkerService_Assignments_FullMethodName    = "/megha.v1.WorkerService/Assignments"
-	WorkerService_ReportProgress_FullMethodName = "/megha.v1.WorkerService/ReportProgress"
-	WorkerService_Leave_FullMethodName          = "/megha.v1.WorkerService/Leave"
-	WorkerService_ListWorkers_FullMethodName    = "/megha.v1.WorkerService/ListWorkers"
-	WorkerService_JoinRound_FullMethodName      = "/megha.v1.WorkerService/JoinRound"
-	WorkerService_FinishRound_FullMethodName    = "/megha.v1.WorkerService/FinishRound"
+	WorkerService_Register_FullMethodName         = "/megha.v1.WorkerService/Register"
+	WorkerService_Heartbeat_FullMethodName        = "/megha.v1.WorkerService/Heartbeat"
+	WorkerService_Assignments_FullMethodName      = "/megha.v1.WorkerService/Assignments"
+	WorkerService_ReportProgress_FullMethodName   = "/megha.v1.WorkerService/ReportProgress"
+	WorkerService_Leave_FullMethodName            = "/megha.v1.WorkerService/Leave"
+	WorkerService_ListWorkers_FullMethodName      = "/megha.v1.WorkerService/ListWorkers"
+	WorkerService_JoinRound_FullMethodName        = "/megha.v1.WorkerService/JoinRound"
+	WorkerService_FinishRound_FullMethodName      = "/megha.v1.WorkerService/FinishRound"
+	WorkerService_StartTraining_FullMethodName    = "/megha.v1.WorkerService/StartTraining"
+	WorkerService_CommitCheckpoint_FullMethodName = "/megha.v1.WorkerService/CommitCheckpoint"
 )
 
 // WorkerServiceClient is the client API for WorkerService service.
@@ -445,6 +447,13 @@ type WorkerServiceClient interface {
 	// the coordinator's decision: commit, retry with other members, or stop.
 	// Long-polls for up to wait_ms; retrying it is safe.
 	FinishRound(ctx context.Context, in *FinishRoundRequest, opts ...grpc.CallOption) (*RoundOutcome, error)
+	// StartTraining is a built-in training task's first call: it says which
+	// round to join and which checkpoint to restore first (a task joining a
+	// running job).
+	StartTraining(ctx context.Context, in *StartTrainingRequest, opts ...grpc.CallOption) (*TrainingStart, error)
+	// CommitCheckpoint records a checkpoint whose manifest is written in
+	// every store of the job (CheckpointCommitted in Raft).
+	CommitCheckpoint(ctx context.Context, in *CommitCheckpointRequest, opts ...grpc.CallOption) (*CommitCheckpointResponse, error)
 }
 
 type workerServiceClient struct {
@@ -547,6 +556,26 @@ func (c *workerServiceClient) FinishRound(ctx context.Context, in *FinishRoundRe
 	return out, nil
 }
 
+func (c *workerServiceClient) StartTraining(ctx context.Context, in *StartTrainingRequest, opts ...grpc.CallOption) (*TrainingStart, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TrainingStart)
+	err := c.cc.Invoke(ctx, WorkerService_StartTraining_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workerServiceClient) CommitCheckpoint(ctx context.Context, in *CommitCheckpointRequest, opts ...grpc.CallOption) (*CommitCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitCheckpointResponse)
+	err := c.cc.Invoke(ctx, WorkerService_CommitCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // WorkerServiceServer is the server API for WorkerService service.
 // All implementations must embed UnimplementedWorkerServiceServer
 // for forward compatibility.
@@ -569,6 +598,13 @@ type WorkerServiceServer interface {
 	// the coordinator's decision: commit, retry with other members, or stop.
 	// Long-polls for up to wait_ms; retrying it is safe.
 	FinishRound(context.Context, *FinishRoundRequest) (*RoundOutcome, error)
+	// StartTraining is a built-in training task's first call: it says which
+	// round to join and which checkpoint to restore first (a task joining a
+	// running job).
+	StartTraining(context.Context, *StartTrainingRequest) (*TrainingStart, error)
+	// CommitCheckpoint records a checkpoint whose manifest is written in
+	// every store of the job (CheckpointCommitted in Raft).
+	CommitCheckpoint(context.Context, *CommitCheckpointRequest) (*CommitCheckpointResponse, error)
 	mustEmbedUnimplementedWorkerServiceServer()
 }
 
@@ -602,6 +638,12 @@ func (UnimplementedWorkerServiceServer) JoinRound(context.Context, *JoinRoundReq
 }
 func (UnimplementedWorkerServiceServer) FinishRound(context.Context, *FinishRoundRequest) (*RoundOutcome, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method FinishRound not implemented")
+}
+func (UnimplementedWorkerServiceServer) StartTraining(context.Context, *StartTrainingRequest) (*TrainingStart, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StartTraining not implemented")
+}
+func (UnimplementedWorkerServiceServer) CommitCheckpoint(context.Context, *CommitCheckpointRequest) (*CommitCheckpointResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CommitCheckpoint not implemented")
 }
 func (UnimplementedWorkerServiceServer) mustEmbedUnimplementedWorkerServiceServer() {}
 func (UnimplementedWorkerServiceServer) testEmbeddedByValue()                       {}
@@ -750,6 +792,42 @@ func _WorkerService_FinishRound_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkerService_StartTraining_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartTrainingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).StartTraining(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_StartTraining_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).StartTraining(ctx, req.(*StartTrainingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkerService_CommitCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkerServiceServer).CommitCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkerService_CommitCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkerServiceServer).CommitCheckpoint(ctx, req.(*CommitCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // WorkerService_ServiceDesc is the grpc.ServiceDesc for WorkerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -780,6 +858,14 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FinishRound",
 			Handler:    _WorkerService_FinishRound_Handler,
+		},
+		{
+			MethodName: "StartTraining",
+			Handler:    _WorkerService_StartTraining_Handler,
+		},
+		{
+			MethodName: "CommitCheckpoint",
+			Handler:    _WorkerService_CommitCheckpoint_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
