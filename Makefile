@@ -11,18 +11,23 @@ export CGO_ENABLED ?= 1
 # go-nvml's own headers use deprecated NVML calls; their warnings are noise.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
+# MinIO, for the S3 checkpoint store's tests (internal/s3test); `make minio`
+# builds it into the cache once.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+export MEGHA_MINIO ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/megha/tools/minio-$(MINIO_VERSION)/minio
+
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN    := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test unit fuzz bench lint proto demo clean tools
+.PHONY: all build test unit fuzz bench lint proto demo clean tools minio
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/megha
 
-test: build lint
+test: build lint minio
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) fuzz FUZZTIME=10s
 
@@ -43,6 +48,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+
+minio:
+	@test -x "$(MEGHA_MINIO)" || GOBIN="$(dir $(MEGHA_MINIO))" CGO_ENABLED=0 $(GO) install github.com/minio/minio@$(MINIO_VERSION)
 
 # proto regenerates api/megha/v1 from its .proto files. Needs protoc
 # (Debian: protobuf-compiler), installed here if missing.
