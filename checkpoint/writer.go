@@ -268,7 +268,7 @@ func (w *Writer) upload(ctx context.Context, s *Snapshot) (res Result) {
 	defer func() {
 		res.Duration = time.Since(start)
 		if res.Err != nil {
-			res.Err = fmt.Errorf("checkpoint round %d of job %s not saved to %s (no manifest written; the previous checkpoint is still the latest): %w",
+			res.Err = fmt.Errorf("checkpoint round %d of job %s not saved to %s (no manifest written; the previous checkpoint, if any, is still the latest): %w",
 				s.Round, w.job, w.store, res.Err)
 			w.opts.Logf("%v", res.Err)
 		}
