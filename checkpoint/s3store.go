@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"sort"
 	"strings"
@@ -63,7 +64,10 @@ type S3Config struct {
 //
 // S3 itself makes every PUT all or nothing: a single PUT that is cut off
 // stores nothing, and a multipart upload becomes visible only when it is
-// completed (a failed one is aborted).
+// completed (a failed one is aborted). minio-go aborts with the Put's
+// context, so parts of an upload cut off by cancelling that context may
+// stay on the server, invisible, until a bucket lifecycle rule
+// (AbortIncompleteMultipartUpload) removes them.
 type S3Store struct {
 	client   *minio.Client
 	cfg      S3Config
@@ -291,19 +295,19 @@ func (s *S3Store) mapError(op, key string, err error) error {
 		return fmt.Errorf("%s: %s: %w", s, what, err)
 	}
 	resp := minio.ToErrorResponse(err)
-	switch resp.Code {
-	case "NoSuchKey":
+	switch {
+	case resp.Code == "NoSuchKey":
 		return fmt.Errorf("%s: %s: %w", s, key, ErrNotFound)
-	case "NoSuchBucket":
+	case resp.Code == "NoSuchBucket":
 		return s.noBucket()
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
+	case authCodes[resp.Code], resp.StatusCode == http.StatusForbidden:
+		// Other servers may use codes of their own, but answer 403.
 		help := credentialsHelp
 		if s.ownCreds {
 			help = "the credentials were given to the store by its caller"
 		}
 		return fmt.Errorf("%s: %s: %s (%s): check the credentials: %s", s, what, resp.Code, resp.Message, help)
-	case "":
-	default:
+	case resp.Code != "":
 		return fmt.Errorf("%s: %s: %s: %w", s, what, resp.Code, err)
 	}
 	var uerr *url.Error
@@ -315,6 +319,14 @@ func (s *S3Store) mapError(op, key string, err error) error {
 		return fmt.Errorf("%s: %s: cannot reach %s: %w: %s", s, what, s.cfg.Endpoint, err, hint)
 	}
 	return fmt.Errorf("%s: %s: %w", s, what, err)
+}
+
+// authCodes are the S3 error codes of refused credentials, and
+// versitygw's for an unknown access key (which it sends with a 404).
+var authCodes = map[string]bool{
+	"AccessDenied": true, "InvalidAccessKeyId": true, "SignatureDoesNotMatch": true,
+	"ExpiredToken": true, "InvalidToken": true, "TokenRefreshRequired": true,
+	"XAdminUserNotFound": true,
 }
 
 func (s *S3Store) noBucket() error {
