@@ -294,4 +294,3 @@ func putObject(t *testing.T, s checkpoint.Store, key string, b []byte) {
 		t.Fatal(err)
 	}
 }
-
