@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"strconv"
@@ -164,7 +165,7 @@ type dest struct {
 func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 	entries := m.entries()
 	data := make([][]byte, len(entries))
-	remaining := make([]atomic.Int64, len(entries))
+	hashers := make([]*tensorHasher, len(entries))
 	// Chunks with the same content (all-zero momentum buffers, say) are
 	// fetched once and copied.
 	order := []string{}
@@ -172,8 +173,7 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 	sizes := map[string]int64{}
 	for i, e := range entries {
 		data[i] = make([]byte, e.Size)
-		remaining[i].Store(int64(len(e.Chunks)))
-		var off int64
+		offsets := make([]int64, len(e.Chunks)+1)
 		for j, c := range e.Chunks {
 			if _, ok := refs[c.SHA256]; !ok {
 				order = append(order, c.SHA256)
@@ -181,8 +181,21 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 			} else if sizes[c.SHA256] != c.Size {
 				return nil, fmt.Errorf("%w: chunk %s has sizes %d and %d in the manifest", ErrCorrupt, short(c.SHA256), sizes[c.SHA256], c.Size)
 			}
-			refs[c.SHA256] = append(refs[c.SHA256], dest{i, j, off})
-			off += c.Size
+			refs[c.SHA256] = append(refs[c.SHA256], dest{i, j, offsets[j]})
+			offsets[j+1] = offsets[j] + c.Size
+		}
+		switch len(e.Chunks) {
+		case 0:
+			if err := checkTensorHash(entries[i], sha256.New()); err != nil {
+				return nil, err
+			}
+		case 1:
+			// The tensor is its chunk, whose hash is checked as it arrives.
+			if e.SHA256 != e.Chunks[0].SHA256 {
+				return nil, fmt.Errorf("%w: %s: the manifest gives it sha256 %s but its one chunk %s", ErrCorrupt, e.label(), short(e.SHA256), short(e.Chunks[0].SHA256))
+			}
+		default:
+			hashers[i] = &tensorHasher{data: data[i], offsets: offsets, arrived: make([]bool, len(e.Chunks)), h: sha256.New()}
 		}
 	}
 
@@ -201,27 +214,6 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 		}
 		emu.Unlock()
 		cancel(err)
-	}
-	// done is called once a tensor has all its chunks: its whole hash is
-	// checked by the worker that completed it.
-	done := func(i int) error {
-		if remaining[i].Add(-1) != 0 {
-			return nil
-		}
-		h := sha256.Sum256(data[i])
-		if got := hex.EncodeToString(h[:]); got != entries[i].SHA256 {
-			return fmt.Errorf("%w: %s: sha256 of the whole tensor is %s, the manifest says %s (its chunks are all intact: the checkpoint was written wrong)",
-				ErrCorrupt, entries[i].label(), short(got), short(entries[i].SHA256))
-		}
-		return nil
-	}
-	for i, e := range entries {
-		if len(e.Chunks) == 0 {
-			remaining[i].Store(1)
-			if err := done(i); err != nil {
-				return nil, err
-			}
-		}
 	}
 	for range min(readParallel, len(order)) {
 		wg.Add(1)
@@ -248,9 +240,11 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 					}
 				}
 				for _, d := range ds {
-					if err := done(d.tensor); err != nil {
-						fail(err)
-						return
+					if th := hashers[d.tensor]; th != nil && th.arrive(d.index) {
+						if err := checkTensorHash(entries[d.tensor], th.h); err != nil {
+							fail(err)
+							return
+						}
 					}
 				}
 			}
@@ -277,6 +271,52 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkTensorHash compares a tensor's hash with its manifest entry.
+func checkTensorHash(e entryRef, h hash.Hash) error {
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		return fmt.Errorf("%w: %s: sha256 of the whole tensor is %s, the manifest says %s (its chunks are all intact: the checkpoint was written wrong)",
+			ErrCorrupt, e.label(), short(got), short(e.SHA256))
+	}
+	return nil
+}
+
+// tensorHasher hashes a tensor's data in chunk order while its chunks
+// arrive in any order, so that the whole-tensor hash keeps pace with the
+// downloads rather than following them.
+type tensorHasher struct {
+	data    []byte
+	offsets []int64 // chunk j is data[offsets[j]:offsets[j+1]]
+	h       hash.Hash
+
+	mu      sync.Mutex
+	arrived []bool
+	next    int  // chunks before next are hashed
+	busy    bool // a worker is hashing
+}
+
+// arrive records that chunk j is in place and hashes every chunk that now
+// follows the hashed ones, unless another worker is already doing so (it
+// will hash this one too). It returns true to exactly one caller: the one
+// that hashed the last chunk.
+func (t *tensorHasher) arrive(j int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.arrived[j] = true
+	if t.busy {
+		return false
+	}
+	t.busy = true
+	for t.next < len(t.arrived) && t.arrived[t.next] {
+		k := t.next
+		t.mu.Unlock()
+		t.h.Write(t.data[t.offsets[k]:t.offsets[k+1]])
+		t.mu.Lock()
+		t.next++
+	}
+	t.busy = false
+	return t.next == len(t.arrived)
 }
 
 // readChunk fills buf with a chunk and checks its size and hash, retrying
@@ -310,6 +350,11 @@ func readChunkOnce(ctx context.Context, s Store, key, sha string, buf []byte, wh
 	h := sha256.New()
 	n, err := io.ReadFull(io.TeeReader(rc, h), buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		// Short object, or a connection that ended early? Only the
+		// former is damage.
+		if info, serr := s.Stat(ctx, key); serr == nil && info.Size == int64(len(buf)) {
+			return fmt.Errorf("reading %s: the read ended after %d of %d bytes", what, n, len(buf))
+		}
 		return fmt.Errorf("%w: %s: the store holds %d bytes, the manifest says %d", ErrCorrupt, what, n, len(buf))
 	}
 	if err != nil {

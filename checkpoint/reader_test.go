@@ -294,3 +294,91 @@ func putObject(t *testing.T, s checkpoint.Store, key string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+func TestTensorHashMismatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(m *checkpoint.Manifest)
+		want   string
+	}{
+		// Chunks intact, but listed in the wrong order: only the
+		// whole-tensor hash can tell.
+		{"chunk order", func(m *checkpoint.Manifest) {
+			c := m.Tensors[0].Chunks
+			c[0], c[1] = c[1], c[0]
+		}, "tensor embed: sha256 of the whole tensor is"},
+		{"one-chunk tensor", func(m *checkpoint.Manifest) {
+			m.Tensors = append(m.Tensors, checkpoint.TensorEntry{Name: "one", DType: "uint8", Shape: []int{976}, Size: 976,
+				SHA256: m.Tensors[0].Chunks[0].SHA256, Chunks: m.Tensors[1].Chunks[1:]})
+			m.Bytes += 976
+		}, "tensor one: the manifest gives it sha256"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, m := twoRounds(t)
+			m.Round = 3
+			tc.mutate(m)
+			putObject(t, store, checkpoint.ManifestKey(testJob, 3), encode(t, m))
+			_, err := checkpoint.Load(ctxT(t), store, testJob, 3)
+			if !errors.Is(err, checkpoint.ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load: %v, want %q", err, tc.want)
+			}
+			rep, err := checkpoint.Verify(ctxT(t), store, testJob, 3)
+			if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "sha256 of the whole tensor") {
+				t.Fatalf("Verify: %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+// BenchmarkLoad is the reader's cost (verifying, assembling) of a 64 MiB
+// checkpoint from memory.
+func BenchmarkLoad(b *testing.B) {
+	store := checkpoint.NewMemStore("bench")
+	results := make(chan checkpoint.Result, 1)
+	w := checkpoint.NewWriter(store, testJob, checkpoint.WriterOptions{OnDone: func(r checkpoint.Result) { results <- r }})
+	defer w.Close()
+	v := values(1, 16<<20)
+	w.Save(&checkpoint.Snapshot{Round: 1, Tensors: []checkpoint.Tensor{checkpoint.Float32Tensor("w", []int{len(v)}, v)}})
+	if r := <-results; r.Err != nil {
+		b.Fatal(r.Err)
+	}
+	b.SetBytes(4 << 24)
+	for b.Loop() {
+		if _, err := checkpoint.Load(context.Background(), store, testJob, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// shortReadStore's first Get of a chunk ends halfway, as a dropped
+// connection would.
+type shortReadStore struct {
+	checkpoint.Store
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *shortReadStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := s.Store.Get(ctx, key)
+	if err != nil || !strings.Contains(key, "/chunks/") {
+		return rc, err
+	}
+	s.mu.Lock()
+	first := len(s.seen) == 0
+	s.seen[key] = true
+	s.mu.Unlock()
+	if !first {
+		return rc, nil
+	}
+	b, _ := io.ReadAll(rc)
+	return io.NopCloser(bytes.NewReader(b[:len(b)/2])), nil
+}
+
+func TestLoadRetriesShortRead(t *testing.T) {
+	store, _ := twoRounds(t)
+	c, err := checkpoint.Load(ctxT(t), &shortReadStore{Store: store, seen: map[string]bool{}}, testJob, 2)
+	if err != nil {
+		t.Fatalf("Load through reads that end early: %v", err)
+	}
+	sameState(t, c, snapshot(2, 2))
+}

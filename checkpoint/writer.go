@@ -232,7 +232,6 @@ func (w *Writer) run() {
 		w.mu.Unlock()
 
 		r := w.upload(w.ctx, s)
-		s = nil // the snapshot's memory may go now
 		w.finish(r)
 
 		w.mu.Lock()
@@ -252,13 +251,6 @@ type chunkTask struct {
 	index  int
 	offset int64
 	data   []byte
-}
-
-// flight is a chunk being uploaded, for other chunks of the same
-// checkpoint with the same content to wait on.
-type flight struct {
-	done chan struct{}
-	err  error
 }
 
 // upload writes one checkpoint: chunks first, then the manifest.
@@ -282,116 +274,21 @@ func (w *Writer) upload(ctx context.Context, s *Snapshot) (res Result) {
 		res.Err = fmt.Errorf("invalid snapshot: %w", err)
 		return res
 	}
-
 	m, tasks, tensors := w.plan(s)
 	res.Bytes = m.Bytes
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	listed := w.listChunks(ctx)
-
-	// The whole-tensor hashes run beside the chunk workers, so hashing
-	// overlaps with uploading.
-	var hashWG sync.WaitGroup
-	hashWG.Add(1)
-	go func() {
-		defer hashWG.Done()
-		for _, t := range tensors {
-			if ctx.Err() != nil {
-				return
-			}
-			h := sha256.Sum256(t.data)
-			t.entry.SHA256 = hex.EncodeToString(h[:])
-		}
-	}()
-
-	var (
-		next     atomic.Int64
-		pmu      sync.Mutex
-		prog     = Progress{Round: s.Round, Total: m.Bytes, ChunksTotal: len(tasks)}
-		flights  = map[string]*flight{}
-		fmu      sync.Mutex
-		uploaded atomic.Int64
-		firstErr error
-		emu      sync.Mutex
-		wg       sync.WaitGroup
-	)
-	fail := func(err error) {
-		emu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		emu.Unlock()
-		cancel(err)
-	}
-	for range min(w.opts.Parallel, len(tasks)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(tasks) || ctx.Err() != nil {
-					return
-				}
-				t := &tasks[i]
-				h := sha256.Sum256(t.data)
-				sha := hex.EncodeToString(h[:])
-				t.entry.Chunks[t.index] = ChunkRef{SHA256: sha, Size: int64(len(t.data))}
-
-				fmu.Lock()
-				f, dup := flights[sha]
-				if !dup {
-					f = &flight{done: make(chan struct{})}
-					flights[sha] = f
-				}
-				fmu.Unlock()
-				reused := true
-				if dup {
-					select {
-					case <-f.done:
-					case <-ctx.Done():
-						return
-					}
-					if f.err != nil {
-						return // reported by the chunk's uploader
-					}
-				} else {
-					var err error
-					reused, err = w.ensureChunk(ctx, listed, sha, t)
-					f.err = err
-					close(f.done)
-					if err != nil {
-						fail(err)
-						return
-					}
-					if !reused {
-						uploaded.Add(int64(len(t.data)))
-					}
-				}
-				pmu.Lock()
-				prog.Done += int64(len(t.data))
-				prog.Chunks++
-				if reused {
-					prog.Reused++
-				}
-				p := prog
-				if w.opts.Progress != nil {
-					w.opts.Progress(p)
-				}
-				pmu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	hashWG.Wait()
-	res.Uploaded = uploaded.Load()
-	res.Reused = prog.Reused
+	u := &chunkUpload{w: w, tasks: tasks, flights: map[string]*flight{}, listDone: make(chan struct{}),
+		prog: Progress{Round: s.Round, Total: m.Bytes, ChunksTotal: len(tasks)}}
+	u.ctx, u.cancel = context.WithCancelCause(ctx)
+	defer u.cancel(nil)
+	err := u.run(tensors)
+	res.Uploaded, res.Reused = u.uploaded.Load(), u.prog.Reused
 	if w.ctx.Err() != nil {
 		res.Err = ErrClosed
 		return res
 	}
-	if firstErr != nil {
-		res.Err = firstErr
+	if err != nil {
+		res.Err = err
 		return res
 	}
 
@@ -427,6 +324,150 @@ func (w *Writer) upload(ctx context.Context, s *Snapshot) (res Result) {
 		}
 	}
 	return res
+}
+
+// chunkUpload is the chunk phase of one upload: Parallel workers each take
+// the next chunk, hash it and upload it unless the store has it, while
+// one more goroutine hashes whole tensors and another lists the chunks
+// already stored.
+type chunkUpload struct {
+	w      *Writer
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	tasks  []chunkTask
+	next   atomic.Int64 // index of the next task to take
+
+	listDone chan struct{} // closed when listed is set
+	listed   bool          // the store's chunks are in w.known
+
+	fmu     sync.Mutex
+	flights map[string]*flight
+
+	pmu      sync.Mutex
+	prog     Progress
+	uploaded atomic.Int64
+
+	emu      sync.Mutex
+	firstErr error
+}
+
+// flight is a chunk being uploaded, for other chunks of the same
+// checkpoint with the same content to wait on.
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// run uploads every chunk and computes every tensor's hash, returning the
+// first error.
+func (u *chunkUpload) run(tensors []tensorTask) error {
+	go func() {
+		u.listed = u.w.listChunks(u.ctx)
+		close(u.listDone)
+	}()
+	var wg sync.WaitGroup
+	// A tensor of one chunk is that chunk: its hash is the chunk's.
+	wg.Go(func() {
+		for _, t := range tensors {
+			if u.ctx.Err() != nil {
+				return
+			}
+			if len(t.entry.Chunks) != 1 {
+				h := sha256.Sum256(t.data)
+				t.entry.SHA256 = hex.EncodeToString(h[:])
+			}
+		}
+	})
+	for range min(u.w.opts.Parallel, len(u.tasks)) {
+		wg.Go(u.worker)
+	}
+	wg.Wait()
+	<-u.listDone
+	for _, t := range tensors {
+		if len(t.entry.Chunks) == 1 {
+			t.entry.SHA256 = t.entry.Chunks[0].SHA256
+		}
+	}
+	u.emu.Lock()
+	defer u.emu.Unlock()
+	if u.firstErr == nil && u.ctx.Err() != nil {
+		return context.Cause(u.ctx)
+	}
+	return u.firstErr
+}
+
+func (u *chunkUpload) fail(err error) {
+	u.emu.Lock()
+	if u.firstErr == nil {
+		u.firstErr = err
+	}
+	u.emu.Unlock()
+	u.cancel(err)
+}
+
+// worker takes chunks until there are none left or the upload failed.
+func (u *chunkUpload) worker() {
+	for {
+		i := int(u.next.Add(1) - 1)
+		if i >= len(u.tasks) || u.ctx.Err() != nil {
+			return
+		}
+		t := &u.tasks[i]
+		h := sha256.Sum256(t.data)
+		sha := hex.EncodeToString(h[:])
+		t.entry.Chunks[t.index] = ChunkRef{SHA256: sha, Size: int64(len(t.data))}
+		select {
+		case <-u.listDone:
+		case <-u.ctx.Done():
+			return
+		}
+		reused, err := u.chunk(sha, t)
+		if err != nil {
+			return
+		}
+		u.pmu.Lock()
+		u.prog.Done += int64(len(t.data))
+		u.prog.Chunks++
+		if reused {
+			u.prog.Reused++
+		}
+		if u.w.opts.Progress != nil {
+			u.w.opts.Progress(u.prog)
+		}
+		u.pmu.Unlock()
+	}
+}
+
+// chunk makes sure the store holds a chunk. Of chunks with the same
+// content in this checkpoint, the first is uploaded and the others wait
+// for it (and count as reused).
+func (u *chunkUpload) chunk(sha string, t *chunkTask) (reused bool, err error) {
+	u.fmu.Lock()
+	f, dup := u.flights[sha]
+	if !dup {
+		f = &flight{done: make(chan struct{})}
+		u.flights[sha] = f
+	}
+	u.fmu.Unlock()
+	if dup {
+		select {
+		case <-f.done:
+			return true, f.err // a failure is reported by the chunk's uploader
+		case <-u.ctx.Done():
+			return false, u.ctx.Err()
+		}
+	}
+	reused, err = u.w.ensureChunk(u.ctx, u.listed, sha, t)
+	f.err = err
+	close(f.done)
+	if err != nil {
+		u.fail(err)
+		return false, err
+	}
+	if !reused {
+		u.uploaded.Add(int64(len(t.data)))
+	}
+	return reused, nil
 }
 
 // tensorTask is a tensor whose whole-data hash goes into its entry.

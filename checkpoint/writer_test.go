@@ -610,3 +610,32 @@ func TestInvalidSnapshot(t *testing.T) {
 		t.Fatalf("LoadLatest: %v, want ErrNoCheckpoint", err)
 	}
 }
+
+// nullStore takes every Put and forgets it: it measures the writer alone.
+type nullStore struct{ checkpoint.Store }
+
+func (nullStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
+
+func (nullStore) List(ctx context.Context, prefix string) ([]checkpoint.ObjectInfo, error) {
+	return nil, nil
+}
+
+// BenchmarkSave is the writer's own cost (hashing, scheduling) of a
+// 64 MiB checkpoint, without a store's.
+func BenchmarkSave(b *testing.B) {
+	v := values(1, 16<<20)
+	results := make(chan checkpoint.Result, 1)
+	w := checkpoint.NewWriter(nullStore{}, testJob, checkpoint.WriterOptions{OnDone: func(r checkpoint.Result) { results <- r }})
+	defer w.Close()
+	t := checkpoint.Float32Tensor("w", []int{len(v)}, v)
+	b.SetBytes(int64(len(t.Data)))
+	for i := 0; b.Loop(); i++ {
+		w.Save(&checkpoint.Snapshot{Round: uint64(i), Tensors: []checkpoint.Tensor{t}})
+		if r := <-results; r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+}
