@@ -131,17 +131,23 @@ type trainRun struct {
 	epoch uint64
 	out   io.Writer
 
-	model    train.Model
-	rep      *train.Replica
-	eval     *train.Trainer
-	val      []*train.Batch
-	src      train.Source
-	batch    *train.Batch
-	node     *collective.Node
-	slowdown float64
-	emulated string
-	cursor   int // next batch index of this task's data stream
+	model     train.Model
+	rep       *train.Replica
+	eval      *train.Trainer
+	val       []*train.Batch
+	src       train.Source
+	batch     *train.Batch
+	node      *collective.Node
+	slowdown  float64
+	emulated  string
+	cursor    int // next batch index of this task's data stream
+	ckpt      *ckpt
+	batchRows int
 }
+
+// errResync: the rounds went on without this task; it starts over by
+// restoring the latest checkpoint.
+var errResync = errors.New("resync")
 
 func (a *Agent) newTrainRun(t *runtime.Task, as *meghav1.Assignment, epoch uint64, out io.Writer) (*trainRun, error) {
 	spec := as.Spec
@@ -187,6 +193,8 @@ func (a *Agent) newTrainRun(t *runtime.Task, as *meghav1.Assignment, epoch uint6
 	}
 	r := &trainRun{a: a, task: t, spec: spec, epoch: epoch, out: out, model: model, rep: rep,
 		eval: &train.Trainer{Model: evalModel}, val: val, src: src, batch: train.NewBatch(B, model.ContextLen()), node: node}
+	r.batchRows = B
+	r.ckpt = newCkpt(r)
 	r.slowdown, r.emulated = a.emulatedSlowdown()
 	info, _ := train.Describe(name)
 	fmt.Fprintf(out, "megha trainer: %s (%d parameters), %s, batch %d×%d, %s H=%d, compression %s\n",
@@ -198,7 +206,10 @@ func (a *Agent) newTrainRun(t *runtime.Task, as *meghav1.Assignment, epoch uint6
 	return r, nil
 }
 
-func (r *trainRun) close() { _ = r.node.Close() }
+func (r *trainRun) close() {
+	r.ckpt.close()
+	_ = r.node.Close()
+}
 
 // fill draws the task's next batches; with an emulated GPU it sleeps after
 // each step's compute so the step takes slowdown times as long.
@@ -214,16 +225,32 @@ func (r *trainRun) fill(base int) func(i int, b *train.Batch) {
 }
 
 func (r *trainRun) run(ctx context.Context) error {
+	for {
+		first, restored, err := r.start(ctx)
+		if err != nil || first == 0 {
+			return err
+		}
+		err = r.rounds(ctx, first, restored)
+		if !errors.Is(err, errResync) {
+			return err
+		}
+	}
+}
+
+// rounds trains from round first on. A task that has just restored a
+// checkpoint joins its first round without local steps (DiLoCo: weight 0,
+// it only receives the round's update), so that it is in step at once.
+func (r *trainRun) rounds(ctx context.Context, first uint64, restored bool) error {
 	H := int(r.spec.GetSync().GetInnerSteps())
 	if H <= 0 {
 		H = 50
 	}
 	inner := H
-	for round := uint64(1); ; round++ {
+	for round := first; ; round++ {
 		var res train.RoundResult
 		start := time.Now()
 		base := r.cursor
-		if r.rep.Algo == train.DiLoCo {
+		if r.rep.Algo == train.DiLoCo && !(restored && round == first) {
 			var err error
 			if res, err = r.rep.Inner(ctx, inner, r.batch, r.fill(base)); err != nil {
 				return err
@@ -234,6 +261,10 @@ func (r *trainRun) run(ctx context.Context) error {
 		plan, err := r.join(ctx, round)
 		if err != nil || plan == nil {
 			return err
+		}
+		if plan.Resync {
+			fmt.Fprintf(r.out, "megha trainer: %s; restoring the latest checkpoint to catch up\n", plan.Reason)
+			return errResync
 		}
 		for {
 			ring := &collective.Sequence{Node: r.node, Config: collective.Config{
@@ -262,7 +293,10 @@ func (r *trainRun) run(ctx context.Context) error {
 				runErr = fmt.Errorf("attempt abandoned by the coordinator (a member was lost): %w", runErr)
 			}
 			stats := &meghav1.MemberRound{Steps: uint32(res.Steps), Tokens: uint64(res.Tokens), Loss: res.Loss,
-				Weight: res.Weight, BytesSent: res.Sent, BytesReceived: res.Received}
+				Weight: res.Weight, BytesSent: res.Sent, BytesReceived: res.Received, Cursor: uint64(r.cursor)}
+			if r.rep.Algo == train.DDP {
+				stats.Cursor += uint64(inner) // DDP consumes its batches inside the round
+			}
 			if res.Steps > 0 {
 				stats.StepSeconds = innerTime.Seconds() / float64(res.Steps)
 			}
@@ -300,6 +334,11 @@ func (r *trainRun) run(ctx context.Context) error {
 					time.Since(syncStart).Seconds(), time.Since(start).Seconds())
 				if out.NextInnerSteps > 0 {
 					inner = int(out.NextInnerSteps)
+				}
+				if out.Checkpoint && plan.Rank == 0 {
+					if _, err := r.ckpt.save(ctx, round, out); err != nil {
+						fmt.Fprintf(r.out, "round %d: checkpoint not written: %v\n", round, err)
+					}
 				}
 				if out.Done {
 					fmt.Fprintf(r.out, "megha trainer: job finished after round %d\n", round)
@@ -340,7 +379,7 @@ func (r *trainRun) join(ctx context.Context, round uint64) (*meghav1.RoundPlan, 
 			fmt.Fprintf(r.out, "megha trainer: stopping: %s\n", p.Reason)
 			return nil, nil
 		}
-		if p.Ready {
+		if p.Ready || p.Resync {
 			return p, nil
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/megha-ml/megha/checkpoint"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 )
 
 type coordinatorFlags struct {
+	checkpointStore              string
 	id, dataDir                  string
 	raftAddr, raftAdvertise      string
 	grpcAddr, grpcAdvertise      string
@@ -91,6 +93,8 @@ first start. A cluster of several nodes needs one --tokens file shared by all.`,
 	fl.DurationVar(&f.lostFloor, "worker-lost-floor", det.AcceptablePause, "pause a worker may take on top of its usual heartbeat interval before it can be declared lost")
 	fl.Float64Var(&f.workerPhi, "worker-phi", det.Threshold, "suspicion level (phi-accrual) at which a silent worker is declared lost")
 	fl.DurationVar(&f.grace, "worker-grace", 2*time.Second, "how long a new leader waits, on top of each worker's bound, before declaring workers lost")
+	fl.StringVar(&f.checkpointStore, "checkpoint-store", checkpoint.DefaultStoreURL,
+		"store for the checkpoints of training jobs whose spec names none: file://DIR (relative to here) or s3://BUCKET/PREFIX?endpoint=HOST:PORT")
 	f.market.register(fl)
 	return cmd
 }
@@ -114,6 +118,9 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	}
 	if f.dataDir == "" {
 		f.dataDir = filepath.Join("megha-data", f.id)
+	}
+	if f.checkpointStore, err = absFileURL(f.checkpointStore); err != nil {
+		return fmt.Errorf("--checkpoint-store: %w", err)
 	}
 	tokens, tokenNote, err := loadTokens(f)
 	if err != nil {
@@ -143,7 +150,7 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		Node: coordinator.NodeConfig{
 			ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr, RaftAdvertise: f.raftAdvertise,
-			Bootstrap: len(f.join) == 0, Raft: rc, Market: mkt.cfg,
+			Bootstrap: len(f.join) == 0, Raft: rc, Market: mkt.cfg, CheckpointStore: f.checkpointStore,
 		},
 		GRPCAddr: f.grpcAddr, GRPCAdvertise: f.grpcAdvertise, Tokens: tokens,
 		TLSCert: f.tlsCert, TLSKey: f.tlsKey, RateLimit: f.rateLimit, RateBurst: f.rateBurst,

@@ -60,6 +60,8 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newWorkerCmd(g),
 		newWorkersCmd(g),
 		newLeasesCmd(g),
+		newCheckpointsCmd(g),
+		newExportCmd(g),
 		newLogsCmd(g),
 		newMarketCmd(g),
 	)

@@ -229,6 +229,7 @@ func describeJob(w io.Writer, j *meghav1.Job, tasks []*meghav1.Task) {
 			per = fmt.Sprintf(" (%s per round)", units.Bytes(tr.GetBytesSent()/int64(tr.GetCommitted())))
 		}
 		fmt.Fprintf(w, "Traffic:     %s sent, %s received by all workers%s\n", units.Bytes(tr.GetBytesSent()), units.Bytes(tr.GetBytesReceived()), per)
+		fmt.Fprintf(w, "Checkpoints: %s\n", checkpointSummary(j))
 	}
 	budget := "no cap"
 	if b := spec.GetBudget().GetMaxSpendMicros(); b > 0 {
@@ -265,4 +266,22 @@ func argv(args []string) string {
 		s = s[:97] + "..."
 	}
 	return s
+}
+
+// checkpointSummary is one line about a training job's checkpoints: the
+// latest, how many are kept, and where (no credentials: store URLs carry
+// none).
+func checkpointSummary(j *meghav1.Job) string {
+	c := j.Spec.GetCheckpoint()
+	where := c.GetStore()
+	if n := len(c.GetMirrors()); n > 0 {
+		where += fmt.Sprintf(" + %d mirrors", n)
+	}
+	cks := j.Status.GetTrain().GetCheckpoints()
+	if len(cks) == 0 {
+		return fmt.Sprintf("none yet, every %d rounds to %s", c.GetEveryRounds(), where)
+	}
+	last := cks[len(cks)-1]
+	return fmt.Sprintf("latest round %d (%s, %s new, %.2fs), %d kept, every %d rounds to %s (megha checkpoints %s)",
+		last.Round, units.Bytes(last.Bytes), units.Bytes(last.Uploaded), last.Seconds, len(cks), c.GetEveryRounds(), where, j.Id)
 }

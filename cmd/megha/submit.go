@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	meghav1 "github.com/megha-ml/megha/api/megha/v1"
@@ -103,5 +105,31 @@ func readSpec(path string) (*meghav1.JobSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s:\n%w", path, err)
 	}
+	// A relative file:// store means relative to where the user is, not
+	// to wherever the coordinator and workers run.
+	if c := spec.GetCheckpoint(); c != nil {
+		if c.Store, err = absFileURL(c.Store); err != nil {
+			return nil, fmt.Errorf("%s: checkpoint.store: %w", path, err)
+		}
+		for i, m := range c.Mirrors {
+			if c.Mirrors[i], err = absFileURL(m); err != nil {
+				return nil, fmt.Errorf("%s: checkpoint.mirrors[%d]: %w", path, i, err)
+			}
+		}
+	}
 	return spec, nil
+}
+
+// absFileURL makes a file:// URL's directory absolute; other URLs are
+// returned as they are.
+func absFileURL(u string) (string, error) {
+	dir, ok := strings.CutPrefix(u, "file://")
+	if !ok || filepath.IsAbs(dir) {
+		return u, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return "file://" + filepath.ToSlash(abs), nil
 }

@@ -223,7 +223,9 @@ func (c *Cluster) launch(ctx context.Context, n *Node, raftAddr, grpcAddr string
 	args := []string{"coordinator", "--id", n.ID, "--data-dir", n.DataDir,
 		"--raft-addr", raftAddr, "--grpc-addr", grpcAddr, "--tokens", c.TokensFile,
 		"--ready-file", ready, "--rate-limit", strconv.FormatFloat(c.opts.RateLimit, 'f', -1, 64),
-		"--log-level", c.opts.LogLevel}
+		"--log-level", c.opts.LogLevel,
+		// One checkpoint store for the whole cluster, inside its dir.
+		"--checkpoint-store", "file://" + filepath.ToSlash(c.CheckpointDir())}
 	args = append(args, c.opts.Args...)
 	args = append(args, extra...)
 
@@ -739,3 +741,7 @@ func readFrom(path string, off int64) string {
 	}
 	return string(bytes.TrimSpace(b[off:]))
 }
+
+// CheckpointDir is the directory of the cluster's checkpoint store
+// (--checkpoint-store file://DIR on every node).
+func (c *Cluster) CheckpointDir() string { return filepath.Join(c.Dir, "checkpoints") }
