@@ -39,8 +39,10 @@ fuzz:
 	$(GO) test ./jobspec -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./coordinator -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./lease/sim -run '^$$' -fuzz '^FuzzParseCatalog$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzParseManifest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./checkpoint -run '^$$' -fuzz '^FuzzReadSafetensors$$' -fuzztime $(FUZZTIME)
 
-bench: build
+bench: build minio
 	$(GO) run ./benchmarks/cmd/meghabench -out benchmarks/results
 	$(GO) run ./benchmarks/cmd/meghabench -table benchmarks/results > benchmarks/RESULTS.md
 

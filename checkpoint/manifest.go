@@ -52,7 +52,12 @@ type TensorEntry struct {
 	DType string `json:"dtype"`
 	Shape []int  `json:"shape"`
 	Size  int64  `json:"size"`
-	// SHA256 is the hash (hex) of the whole tensor's data.
+	// SHA256 identifies the tensor's content (hex): for a tensor of one
+	// chunk, that chunk's SHA-256 (the data's); otherwise the SHA-256 of
+	// its chunks' binary SHA-256 digests in order (see TensorDigest). Every
+	// byte is covered by its chunk's hash, so the tensor's costs no second
+	// pass over the data, and it still catches chunks listed in the wrong
+	// order.
 	SHA256 string     `json:"sha256"`
 	Chunks []ChunkRef `json:"chunks"`
 }
@@ -291,4 +296,23 @@ func (m *Manifest) entries() []entryRef {
 		}
 	}
 	return out
+}
+
+// TensorDigest is the SHA256 a tensor entry with these chunks must carry:
+// the chunk's hash for one chunk, otherwise the SHA-256 of the chunks'
+// binary digests in order (of nothing, for an empty tensor). Chunk hashes
+// that are not valid hex make it "" (ParseManifest refuses them anyway).
+func TensorDigest(chunks []ChunkRef) string {
+	if len(chunks) == 1 {
+		return chunks[0].SHA256
+	}
+	h := sha256.New()
+	for _, c := range chunks {
+		b, err := hex.DecodeString(c.SHA256)
+		if err != nil || len(b) != sha256.Size {
+			return ""
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

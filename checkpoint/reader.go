@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"sort"
 	"strconv"
@@ -165,7 +164,6 @@ type dest struct {
 func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 	entries := m.entries()
 	data := make([][]byte, len(entries))
-	hashers := make([]*tensorHasher, len(entries))
 	// Chunks with the same content (all-zero momentum buffers, say) are
 	// fetched once and copied.
 	order := []string{}
@@ -184,18 +182,10 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 			refs[c.SHA256] = append(refs[c.SHA256], dest{i, j, offsets[j]})
 			offsets[j+1] = offsets[j] + c.Size
 		}
-		switch len(e.Chunks) {
-		case 0:
-			if err := checkTensorHash(entries[i], sha256.New()); err != nil {
-				return nil, err
-			}
-		case 1:
-			// The tensor is its chunk, whose hash is checked as it arrives.
-			if e.SHA256 != e.Chunks[0].SHA256 {
-				return nil, fmt.Errorf("%w: %s: the manifest gives it sha256 %s but its one chunk %s", ErrCorrupt, e.label(), short(e.SHA256), short(e.Chunks[0].SHA256))
-			}
-		default:
-			hashers[i] = &tensorHasher{data: data[i], offsets: offsets, arrived: make([]bool, len(e.Chunks)), h: sha256.New()}
+		// Every byte is checked against its chunk's hash as it arrives; the
+		// tensor's hash is a digest of those, checked here.
+		if err := checkTensorDigest(e); err != nil {
+			return nil, err
 		}
 	}
 
@@ -239,14 +229,6 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 						copy(data[d.tensor][d.offset:], buf)
 					}
 				}
-				for _, d := range ds {
-					if th := hashers[d.tensor]; th != nil && th.arrive(d.index) {
-						if err := checkTensorHash(entries[d.tensor], th.h); err != nil {
-							fail(err)
-							return
-						}
-					}
-				}
 			}
 		}()
 	}
@@ -273,50 +255,14 @@ func fetch(ctx context.Context, s Store, m *Manifest) (*Checkpoint, error) {
 	return c, nil
 }
 
-// checkTensorHash compares a tensor's hash with its manifest entry.
-func checkTensorHash(e entryRef, h hash.Hash) error {
-	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
-		return fmt.Errorf("%w: %s: sha256 of the whole tensor is %s, the manifest says %s (its chunks are all intact: the checkpoint was written wrong)",
+// checkTensorDigest compares a tensor's hash with the digest of its
+// chunk list.
+func checkTensorDigest(e entryRef) error {
+	if got := TensorDigest(e.Chunks); got != e.SHA256 {
+		return fmt.Errorf("%w: %s: the digest of its chunk list is %s, the manifest says %s (its chunks may all be intact: the checkpoint was written wrong)",
 			ErrCorrupt, e.label(), short(got), short(e.SHA256))
 	}
 	return nil
-}
-
-// tensorHasher hashes a tensor's data in chunk order while its chunks
-// arrive in any order, so that the whole-tensor hash keeps pace with the
-// downloads rather than following them.
-type tensorHasher struct {
-	data    []byte
-	offsets []int64 // chunk j is data[offsets[j]:offsets[j+1]]
-	h       hash.Hash
-
-	mu      sync.Mutex
-	arrived []bool
-	next    int  // chunks before next are hashed
-	busy    bool // a worker is hashing
-}
-
-// arrive records that chunk j is in place and hashes every chunk that now
-// follows the hashed ones, unless another worker is already doing so (it
-// will hash this one too). It returns true to exactly one caller: the one
-// that hashed the last chunk.
-func (t *tensorHasher) arrive(j int) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.arrived[j] = true
-	if t.busy {
-		return false
-	}
-	t.busy = true
-	for t.next < len(t.arrived) && t.arrived[t.next] {
-		k := t.next
-		t.mu.Unlock()
-		t.h.Write(t.data[t.offsets[k]:t.offsets[k+1]])
-		t.mu.Lock()
-		t.next++
-	}
-	t.busy = false
-	return t.next == len(t.arrived)
 }
 
 // readChunk fills buf with a chunk and checks its size and hash, retrying
@@ -443,28 +389,24 @@ func Verify(ctx context.Context, s Store, job string, round uint64) (VerifyRepor
 		bytes, chunks atomic.Int64
 		wg            sync.WaitGroup
 	)
-	// Tensors are checked in parallel, each one's chunks in order, so that
-	// the whole-tensor hash is computed as the chunks stream by.
+	// Tensors are checked in parallel, each one's chunks in order.
 	for range min(readParallel, len(entries)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < len(entries) && ctx.Err() == nil; i = int(next.Add(1) - 1) {
 				e := entries[i]
-				th := sha256.New()
-				bad := false
+				if err := checkTensorDigest(e); err != nil {
+					problems[i] = append(problems[i], strings.TrimPrefix(err.Error(), ErrCorrupt.Error()+": "))
+				}
 				for j, c := range e.Chunks {
 					what := fmt.Sprintf("chunk %s of %s (chunk %d)", short(c.SHA256), e.label(), j)
-					n, err := verifyChunk(ctx, s, ChunkKey(job, c.SHA256), c, th, what)
+					n, err := verifyChunk(ctx, s, ChunkKey(job, c.SHA256), c, io.Discard, what)
 					bytes.Add(n)
 					chunks.Add(1)
 					if err != nil {
 						problems[i] = append(problems[i], err.Error())
-						bad = true
 					}
-				}
-				if got := hex.EncodeToString(th.Sum(nil)); !bad && got != e.SHA256 {
-					problems[i] = append(problems[i], fmt.Sprintf("%s: sha256 of the whole tensor is %s, the manifest says %s", e.label(), short(got), short(e.SHA256)))
 				}
 			}
 		}()

@@ -187,6 +187,7 @@ func TestManifestNamesMissingChunk(t *testing.T) {
 	// was never written.
 	m.Round = 3
 	m.Tensors[0].Chunks[0].SHA256 = strings.Repeat("ab", 32)
+	m.Tensors[0].SHA256 = checkpoint.TensorDigest(m.Tensors[0].Chunks)
 	b, err := m.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -302,16 +303,16 @@ func TestTensorHashMismatch(t *testing.T) {
 		want   string
 	}{
 		// Chunks intact, but listed in the wrong order: only the
-		// whole-tensor hash can tell.
+		// tensor's digest of its chunk list can tell.
 		{"chunk order", func(m *checkpoint.Manifest) {
 			c := m.Tensors[0].Chunks
 			c[0], c[1] = c[1], c[0]
-		}, "tensor embed: sha256 of the whole tensor is"},
+		}, "tensor embed: the digest of its chunk list is"},
 		{"one-chunk tensor", func(m *checkpoint.Manifest) {
 			m.Tensors = append(m.Tensors, checkpoint.TensorEntry{Name: "one", DType: "uint8", Shape: []int{976}, Size: 976,
 				SHA256: m.Tensors[0].Chunks[0].SHA256, Chunks: m.Tensors[1].Chunks[1:]})
 			m.Bytes += 976
-		}, "tensor one: the manifest gives it sha256"},
+		}, "tensor one: the digest of its chunk list is"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store, m := twoRounds(t)
@@ -323,7 +324,7 @@ func TestTensorHashMismatch(t *testing.T) {
 				t.Fatalf("Load: %v, want %q", err, tc.want)
 			}
 			rep, err := checkpoint.Verify(ctxT(t), store, testJob, 3)
-			if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "sha256 of the whole tensor") {
+			if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0], "the digest of its chunk list") {
 				t.Fatalf("Verify: %+v, %v", rep, err)
 			}
 		})

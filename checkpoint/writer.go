@@ -328,7 +328,7 @@ func (w *Writer) upload(ctx context.Context, s *Snapshot) (res Result) {
 
 // chunkUpload is the chunk phase of one upload: Parallel workers each take
 // the next chunk, hash it and upload it unless the store has it, while
-// one more goroutine hashes whole tensors and another lists the chunks
+// another goroutine lists the chunks
 // already stored.
 type chunkUpload struct {
 	w      *Writer
@@ -366,27 +366,15 @@ func (u *chunkUpload) run(tensors []tensorTask) error {
 		close(u.listDone)
 	}()
 	var wg sync.WaitGroup
-	// A tensor of one chunk is that chunk: its hash is the chunk's.
-	wg.Go(func() {
-		for _, t := range tensors {
-			if u.ctx.Err() != nil {
-				return
-			}
-			if len(t.entry.Chunks) != 1 {
-				h := sha256.Sum256(t.data)
-				t.entry.SHA256 = hex.EncodeToString(h[:])
-			}
-		}
-	})
 	for range min(u.w.opts.Parallel, len(u.tasks)) {
 		wg.Go(u.worker)
 	}
 	wg.Wait()
 	<-u.listDone
+	// A tensor's hash is a digest of its chunks' (hashed by the workers):
+	// no second pass over the data.
 	for _, t := range tensors {
-		if len(t.entry.Chunks) == 1 {
-			t.entry.SHA256 = t.entry.Chunks[0].SHA256
-		}
+		t.entry.SHA256 = TensorDigest(t.entry.Chunks)
 	}
 	u.emu.Lock()
 	defer u.emu.Unlock()
