@@ -18,9 +18,9 @@ import (
 // a training job leases three workers of mixed GPUs (each a real `megha
 // worker` process the market starts), trains on them, survives a provider
 // failed through `megha market fail` (its lease closes, its worker is
-// killed, the round goes on without it; no replacement is leased, since
-// built-in training has no checkpoint to restore one from yet), and ends
-// with every lease closed.
+// killed, the round goes on without it, and a replacement is leased, which
+// restores the latest checkpoint and joins), and ends with every lease
+// closed.
 func TestTrainJobOnLeasedWorkers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs coordinator and worker processes")
@@ -76,12 +76,17 @@ budget: {max_spend: 50.00}
 			t.Logf("victim lease closed: %s", l.CloseReason)
 		}
 	}
-	if !closedVictim || len(ls) != 3 {
-		t.Errorf("leases after the failure: %d (victim closed %v), want the 3 first", len(ls), closedVictim)
+	if !closedVictim || len(ls) != 4 {
+		t.Errorf("leases after the failure: %d (victim closed %v), want the 3 first and a replacement", len(ls), closedVictim)
 	}
+	// The replacement restored a checkpoint and took part: the last round
+	// has 3 members again (the victim's worker is dead).
 	last := j.Status.Train.Rounds[len(j.Status.Train.Rounds)-1]
-	if len(last.Members) != 2 {
-		t.Errorf("last round had %d members, want the 2 survivors", len(last.Members))
+	if len(last.Members) != 3 {
+		t.Errorf("last round had %d members, want the 2 survivors and the replacement", len(last.Members))
+	}
+	if n := len(j.Status.Train.Checkpoints); n == 0 {
+		t.Error("no checkpoint recorded")
 	}
 	t.Logf("job finished: %d rounds, spend $%.6f, %d leases", j.Status.Train.Committed, float64(j.Status.SpendMicros)/1e6, len(ls))
 	if b := spec.GetBudget().GetMaxSpendMicros(); j.Status.SpendMicros > b {

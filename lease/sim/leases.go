@@ -97,7 +97,17 @@ func (m *Market) Accept(_ context.Context, req lease.AcceptRequest) ([]lease.Lea
 		out[i] = cloneLease(ls.lease)
 	}
 	os.accepted += req.Count
-	m.refresh(bs) // shrinks by the GPUs just reserved
+	// The bid offers what is left of it: its count less what was just
+	// accepted (a provider with more free GPUs than it bid must not be
+	// taken for more), and no more than the GPUs it still has free.
+	bs.bid.Count -= req.Count
+	if bs.bid.Count > 0 {
+		if err := lease.SignBid(bs.prov.signer, &bs.bid); err != nil {
+			m.log.Error("provider cannot re-sign its bid", "provider", bs.prov.spec.Name, "error", err)
+			bs.bid.Count = 0
+		}
+	}
+	m.refresh(bs)
 	if os.accepted >= o.Workers {
 		m.closeOrder(os)
 	}
