@@ -45,6 +45,14 @@ worker-token-0123456789 worker
 // its gRPC address.
 func startCoordinator(t *testing.T) string {
 	t.Helper()
+	addr, _ := startCoordinatorDir(t)
+	return addr
+}
+
+// startCoordinatorDir is startCoordinator, also returning the directory of
+// its checkpoint store.
+func startCoordinatorDir(t *testing.T) (string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
 	if err := os.WriteFile(tokens, []byte(cliTokens), 0o600); err != nil {
@@ -53,7 +61,8 @@ func startCoordinator(t *testing.T) string {
 	ready := filepath.Join(dir, "ready.json")
 	var logs bytes.Buffer
 	cmd := exec.Command(binPath, "coordinator", "--id", "n1", "--data-dir", filepath.Join(dir, "n1"),
-		"--raft-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tokens", tokens, "--ready-file", ready)
+		"--raft-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tokens", tokens, "--ready-file", ready,
+		"--checkpoint-store", "file://"+filepath.Join(dir, "checkpoints"))
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -76,7 +85,7 @@ func startCoordinator(t *testing.T) string {
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatal(err)
 			}
-			return r.GRPCAddr
+			return r.GRPCAddr, filepath.Join(dir, "checkpoints")
 		}
 		select {
 		case <-exited:
