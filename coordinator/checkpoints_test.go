@@ -138,6 +138,16 @@ func TestCheckpointsAndARestoringReplacement(t *testing.T) {
 		t.Fatal("round 3 checkpointed though nobody waits and 3 is not a multiple of 5")
 	}
 
+	// A reclaim notice (the lease manager's wantCheckpoint) has the next
+	// commit checkpointed, once.
+	s.Node().rounds.wantCheckpoint(id)
+	if outs = commitRound(t, wc, 4, []roundMember{ms[0], ms[1], nw}); !outs[0].Checkpoint {
+		t.Fatal("round 4 not checkpointed after a reclaim notice")
+	}
+	if s.Node().rounds.checkpointWanted(id, false) {
+		t.Fatal("the wish for a checkpoint outlived the commit that took it")
+	}
+
 	// Every worker lost: the job goes back to round 2's checkpoint.
 	for _, m := range []roundMember{ms[0], ms[1], nw} {
 		if _, err := s.Node().Apply(ctxT(t), &meghav1.Command{Cmd: &meghav1.Command_WorkerLost{WorkerLost: &meghav1.WorkerLostCommand{

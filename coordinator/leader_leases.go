@@ -438,6 +438,10 @@ func (m *leaseManager) watchEvents(ctx context.Context) {
 				m.mu.Lock()
 				m.reclaiming[l.Id] = e.Deadline
 				m.mu.Unlock()
+				// Its worker's state is lost with it: checkpoint at the
+				// next round, so that the replacement has the newest to
+				// restore.
+				m.n.rounds.wantCheckpoint(l.JobId)
 				m.log.Warn("reclaim notice: leasing a replacement before the provider takes this lease back",
 					"lease_id", l.Id, "job_id", l.JobId, "provider", l.ProviderName, "deadline", e.Deadline)
 			case lease.EventEscrowLow:

@@ -33,6 +33,9 @@ type roundBook struct {
 	// can join (a replacement, or a task the rounds went on without).
 	behind map[string]map[string]bool // job → task
 	held   map[string]roundHold       // job → the round whose formation waits for them
+	// wanted holds jobs whose next commit is checkpointed whatever the
+	// cadence (a reclaim notice: the provider is about to take a worker).
+	wanted map[string]bool
 }
 
 // roundHold is a round whose formation waits for restoring tasks.
@@ -66,6 +69,7 @@ func (b *roundBook) reset() {
 	b.failed = map[string]time.Time{}
 	b.behind = map[string]map[string]bool{}
 	b.held = map[string]roundHold{}
+	b.wanted = map[string]bool{}
 	b.notifyLocked()
 }
 
@@ -105,6 +109,24 @@ func (b *roundBook) markBehind(job, task string) {
 		b.behind[job][task] = true
 		b.notifyLocked()
 	}
+}
+
+// wantCheckpoint has the job's next commit checkpointed.
+func (b *roundBook) wantCheckpoint(job string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.wanted[job] = true
+}
+
+// checkpointWanted reports (and with clear, forgets) a wantCheckpoint.
+func (b *roundBook) checkpointWanted(job string, clear bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	w := b.wanted[job]
+	if clear {
+		delete(b.wanted, job)
+	}
+	return w
 }
 
 // pruneBehind forgets restoring tasks of a job that are no longer live.
@@ -213,6 +235,11 @@ func (b *roundBook) forget(keep map[string]bool) {
 			delete(b.held, id)
 		}
 	}
+	for id := range b.wanted {
+		if !keep[id] {
+			delete(b.wanted, id)
+		}
+	}
 }
 
 // retryDelay spaces out retries of a round that fails while none of its
@@ -308,12 +335,17 @@ func (n *Node) driveRound(ctx context.Context, v RoundView) error {
 		n.rounds.clearFailed(job.Id)
 		rec, steps := roundRecord(job, next, tr.Attempt, ok)
 		// Checkpoint at the spec's cadence, and at once when a task waits
-		// to restore (it can only join from the latest committed round).
+		// to restore (it can only join from the latest committed round) or
+		// a provider announced it takes a worker back.
 		every := uint64(job.Spec.GetCheckpoint().GetEveryRounds())
-		rec.Checkpoint = (every > 0 && next%every == 0) || len(n.rounds.behindTasks(job.Id)) > 0
+		rec.Checkpoint = (every > 0 && next%every == 0) || len(n.rounds.behindTasks(job.Id)) > 0 ||
+			n.rounds.checkpointWanted(job.Id, false)
 		err := apply(&meghav1.Command{Cmd: &meghav1.Command_CommitRound{CommitRound: &meghav1.CommitRoundCommand{
 			JobId: job.Id, Record: rec, NextInnerSteps: steps, At: timestamppb.Now()}}})
 		if err == nil {
+			if rec.Checkpoint {
+				n.rounds.checkpointWanted(job.Id, true)
+			}
 			n.logger.Info("round committed", "job_id", job.Id, "round", next, "attempt", tr.Attempt,
 				"members", len(ok), "train_loss", rec.TrainLoss, "tokens", rec.Tokens)
 		}

@@ -54,7 +54,14 @@ type ckpt struct {
 	commits chan *meghav1.CommitCheckpointRequest
 	done    chan struct{}
 	stop    context.CancelFunc
+
+	// Progress of the upload in flight (the writer calls one at a time).
+	progRound uint64
+	progLast  time.Time
 }
+
+// ckptProgressEvery is how often a long upload reports its progress.
+const ckptProgressEvery = 5 * time.Second
 
 // storeURLs are a spec's checkpoint store and mirrors. A spec without a
 // store (from a coordinator that fills none in) uses the default
@@ -101,8 +108,9 @@ func (c *ckpt) save(ctx context.Context, round uint64, out *meghav1.RoundOutcome
 		spec := c.r.spec.GetCheckpoint()
 		c.writer = checkpoint.NewWriter(store, c.r.task.JobID, checkpoint.WriterOptions{
 			Keep: int(spec.GetKeep()), KeepEvery: int(spec.GetKeepEvery()),
-			Logf:   func(format string, args ...any) { fmt.Fprintf(c.r.out, format+"\n", args...) },
-			OnDone: c.done1,
+			Logf:     func(format string, args ...any) { fmt.Fprintf(c.r.out, format+"\n", args...) },
+			OnDone:   c.done1,
+			Progress: c.progress,
 		})
 	}
 	start := time.Now()
@@ -147,6 +155,21 @@ func (c *ckpt) snapshot(round uint64, out *meghav1.RoundOutcome) *checkpoint.Sna
 		s.Meta["adamw_step"] = strconv.Itoa(st.AdamT)
 	}
 	return s
+}
+
+// progress logs a long upload's progress every ckptProgressEvery.
+func (c *ckpt) progress(p checkpoint.Progress) {
+	now := time.Now()
+	if p.Round != c.progRound {
+		c.progRound, c.progLast = p.Round, now
+		return
+	}
+	if now.Sub(c.progLast) < ckptProgressEvery || p.Done >= p.Total {
+		return
+	}
+	c.progLast = now
+	fmt.Fprintf(c.r.out, "checkpoint round %d: %s of %s (%d of %d chunks, %d already stored)\n",
+		p.Round, units.Bytes(p.Done), units.Bytes(p.Total), p.Chunks, p.ChunksTotal, p.Reused)
 }
 
 // done1 is the writer's report of one checkpoint: a committed one is
