@@ -122,6 +122,17 @@ func runCoordinator(cmd *cobra.Command, f *coordinatorFlags) error {
 	if f.checkpointStore, err = absFileURL(f.checkpointStore); err != nil {
 		return fmt.Errorf("--checkpoint-store: %w", err)
 	}
+	if !strings.HasPrefix(f.checkpointStore, "file://") && !strings.HasPrefix(f.checkpointStore, "s3://") {
+		return fmt.Errorf("--checkpoint-store %q: write file://DIR or s3://BUCKET/PREFIX?endpoint=HOST:PORT", f.checkpointStore)
+	}
+	if strings.HasPrefix(f.checkpointStore, "file://") {
+		// Made here, so that a bad directory is found now, not by the
+		// first worker to checkpoint. (An S3 store is opened by the
+		// workers, with their credentials.)
+		if _, err := checkpoint.Open(cmd.Context(), f.checkpointStore); err != nil {
+			return fmt.Errorf("--checkpoint-store: %w", err)
+		}
+	}
 	tokens, tokenNote, err := loadTokens(f)
 	if err != nil {
 		return err
