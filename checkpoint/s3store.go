@@ -183,6 +183,12 @@ func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		// Fill Threads buffers of PartSize from r and upload them in
 		// parallel; without it, parts of a plain reader go up one by one.
 		ConcurrentStreamParts: s.cfg.Threads > 1 && (size < 0 || uint64(size) > s.cfg.PartSize),
+		// Over plain HTTP minio-go would SHA-256 every body to sign it: a
+		// second pass over bytes whose SHA-256 megha already has (chunks
+		// are named by it and verified on every read). Without it the
+		// payload goes unsigned, with a CRC32C trailer where the server
+		// supports one; the request itself is still signed.
+		DisableContentSha256: true,
 	}
 	if _, err := s.client.PutObject(ctx, s.cfg.Bucket, s.object(key), src, size, opts); err != nil {
 		if rerr := src.failed(); rerr != nil {
