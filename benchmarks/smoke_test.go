@@ -32,6 +32,9 @@ func TestQuickBenchmarks(t *testing.T) {
 	for name, run := range SelectionBenchmarks() {
 		all[name] = run
 	}
+	for name, run := range CheckpointBenchmarks() {
+		all[name] = run
+	}
 	for name, run := range all {
 		r, err := run(ctx, cfg)
 		if err != nil {

@@ -43,6 +43,9 @@ func init() {
 	for name, run := range benchmarks.SelectionBenchmarks() { // selection-{quality,scale}
 		all[name] = run
 	}
+	for name, run := range benchmarks.CheckpointBenchmarks() { // checkpoint-{upload,download,stall}
+		all[name] = run
+	}
 }
 
 func main() {
