@@ -161,3 +161,33 @@ func TestCheckpointsAndARestoringReplacement(t *testing.T) {
 		t.Fatalf("after losing every worker: state %v, committed %d, %d rounds, %q", j.Status.State, tr.Committed, len(tr.Rounds), j.Status.LastError)
 	}
 }
+
+// A finished training job keeps its leases until its final checkpoint is
+// recorded, for at most finalCheckpointWait.
+func TestAwaitingFinalCheckpoint(t *testing.T) {
+	now := time.Now()
+	job := func(state meghav1.JobState, committed, ck uint64, finished time.Time) *meghav1.Job {
+		j := &meghav1.Job{Spec: &meghav1.JobSpec{Kind: meghav1.JobKind_JOB_KIND_TRAIN, Model: &meghav1.ModelSpec{Builtin: "mlp-tiny"}},
+			Status: &meghav1.JobStatus{State: state, FinishedAt: timestamppb.New(finished), Train: &meghav1.TrainStatus{Committed: committed}}}
+		if ck > 0 {
+			j.Status.Train.Checkpoints = []*meghav1.CheckpointInfo{{Round: ck}}
+		}
+		return j
+	}
+	succeeded := meghav1.JobState_JOB_STATE_SUCCEEDED
+	for _, tc := range []struct {
+		name string
+		j    *meghav1.Job
+		want bool
+	}{
+		{"final checkpoint not yet recorded", job(succeeded, 10, 9, now), true},
+		{"none recorded at all", job(succeeded, 10, 0, now), true},
+		{"final checkpoint recorded", job(succeeded, 10, 10, now), false},
+		{"waited long enough", job(succeeded, 10, 9, now.Add(-finalCheckpointWait)), false},
+		{"cancelled: no final checkpoint is coming", job(meghav1.JobState_JOB_STATE_CANCELLED, 10, 9, now), false},
+	} {
+		if got := awaitingFinalCheckpoint(tc.j, now); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -155,6 +155,9 @@ func (m *leaseManager) pass(ctx context.Context) {
 				continue
 			}
 			if jobstate.Terminal(j.Status.GetState()) {
+				if awaitingFinalCheckpoint(j, time.Now()) {
+					continue // its worker is still uploading the final state
+				}
 				m.closeLease(ctx, l, "job "+jobstate.Name(j.Status.GetState()))
 				continue
 			}
@@ -468,21 +471,9 @@ func (m *leaseManager) forget(jobs []*meghav1.Job) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for id := range m.backoff {
-		if !keep[id] {
-			delete(m.backoff, id)
-		}
-	}
-	for id := range m.fails {
-		if !keep[id] {
-			delete(m.fails, id)
-		}
-	}
-	for id := range m.waiting {
-		if !keep[id] {
-			delete(m.waiting, id)
-		}
-	}
+	keepOnly(m.backoff, keep)
+	keepOnly(m.fails, keep)
+	keepOnly(m.waiting, keep)
 }
 
 func (m *leaseManager) isReclaiming(id string) bool {
@@ -570,4 +561,22 @@ func (s *State) throughputByModel() map[string]float64 {
 		}
 	}
 	return out
+}
+
+// finalCheckpointWait bounds how long the leases of a finished training
+// job stay open for its final checkpoint to be written and recorded.
+const finalCheckpointWait = time.Minute
+
+// awaitingFinalCheckpoint reports whether a training job that succeeded
+// has yet to record the checkpoint of its last round (its rank 0 writes it
+// after the commit that ended the job), within finalCheckpointWait.
+func awaitingFinalCheckpoint(j *meghav1.Job, now time.Time) bool {
+	if j.Status.GetState() != meghav1.JobState_JOB_STATE_SUCCEEDED || !scheduler.BuiltinTrain(j) {
+		return false
+	}
+	if ck := latestCheckpoint(j); ck != nil && ck.Round >= j.Status.GetTrain().GetCommitted() {
+		return false
+	}
+	f := j.Status.GetFinishedAt()
+	return f != nil && now.Sub(f.AsTime()) < finalCheckpointWait
 }

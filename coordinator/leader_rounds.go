@@ -210,34 +210,19 @@ func (b *roundBook) clearFailed(job string) {
 func (b *roundBook) forget(keep map[string]bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for id := range b.joins {
+	keepOnly(b.joins, keep)
+	keepOnly(b.reports, keep)
+	keepOnly(b.failed, keep)
+	keepOnly(b.behind, keep)
+	keepOnly(b.held, keep)
+	keepOnly(b.wanted, keep)
+}
+
+// keepOnly deletes the entries of m whose job is not in keep.
+func keepOnly[V any](m map[string]V, keep map[string]bool) {
+	for id := range m {
 		if !keep[id] {
-			delete(b.joins, id)
-		}
-	}
-	for id := range b.reports {
-		if !keep[id] {
-			delete(b.reports, id)
-		}
-	}
-	for id := range b.failed {
-		if !keep[id] {
-			delete(b.failed, id)
-		}
-	}
-	for id := range b.behind {
-		if !keep[id] {
-			delete(b.behind, id)
-		}
-	}
-	for id := range b.held {
-		if !keep[id] {
-			delete(b.held, id)
-		}
-	}
-	for id := range b.wanted {
-		if !keep[id] {
-			delete(b.wanted, id)
+			delete(m, id)
 		}
 	}
 }
