@@ -58,6 +58,9 @@ type ckpt struct {
 	// Progress of the upload in flight (the writer calls one at a time).
 	progRound uint64
 	progLast  time.Time
+
+	mu    sync.Mutex
+	saved map[uint64]*checkpoint.Snapshot // round → a save not yet done (its totals and cursors; tensors not kept)
 }
 
 // ckptProgressEvery is how often a long upload reports its progress.
@@ -116,6 +119,12 @@ func (c *ckpt) save(ctx context.Context, round uint64, out *meghav1.RoundOutcome
 	start := time.Now()
 	snap := c.snapshot(round, out)
 	waited := time.Since(start)
+	c.mu.Lock()
+	if c.saved == nil {
+		c.saved = map[uint64]*checkpoint.Snapshot{}
+	}
+	c.saved[round] = &checkpoint.Snapshot{Step: snap.Step, Tokens: snap.Tokens, Cursors: snap.Cursors}
+	c.mu.Unlock()
 	c.writer.Save(snap)
 	return waited, nil
 }
@@ -176,6 +185,13 @@ func (c *ckpt) progress(p checkpoint.Progress) {
 // reported to the coordinator.
 func (c *ckpt) done1(res checkpoint.Result) {
 	r := c.r
+	c.mu.Lock()
+	saved := c.saved[res.Round]
+	delete(c.saved, res.Round)
+	c.mu.Unlock()
+	if saved == nil {
+		saved = &checkpoint.Snapshot{}
+	}
 	// The writer has logged the outcome (Logf).
 	if res.Superseded {
 		return
@@ -186,7 +202,7 @@ func (c *ckpt) done1(res checkpoint.Result) {
 	}
 	req := &meghav1.CommitCheckpointRequest{WorkerId: r.a.ID(), Epoch: r.epoch, TaskId: r.task.ID, Pruned: res.Pruned,
 		Checkpoint: &meghav1.CheckpointInfo{Round: res.Round, Store: c.store.String(), Key: res.Key, Bytes: res.Bytes,
-			Uploaded: res.Uploaded, Seconds: res.Duration.Seconds()}}
+			Uploaded: res.Uploaded, Seconds: res.Duration.Seconds(), Step: saved.Step, Tokens: saved.Tokens, Cursors: saved.Cursors}}
 	select {
 	case c.commits <- req:
 	default:

@@ -128,10 +128,14 @@ func TestTrainJobReplacedWorkerRestores(t *testing.T) {
 	}
 	t.Logf("rank %d on the spare:\n%s", rank, log)
 	// The final round is always checkpointed; retention keeps 2.
-	waitJob(t, cl, id, time.Minute, "the final checkpoint recorded", func(j *meghav1.Job) bool {
+	j = waitJob(t, cl, id, time.Minute, "the final checkpoint recorded", func(j *meghav1.Job) bool {
 		cks := j.Status.GetTrain().GetCheckpoints()
 		return len(cks) > 0 && cks[len(cks)-1].Round == rounds
 	})
+	final := j.Status.Train.Checkpoints[len(j.Status.Train.Checkpoints)-1]
+	if final.Step != j.Status.Progress.GetStep() || final.Tokens != tr.Tokens || len(final.Cursors) != 2 || final.Bytes <= 0 {
+		t.Errorf("final checkpoint %v: want step %d, tokens %d, 2 cursors", final, j.Status.Progress.GetStep(), tr.Tokens)
+	}
 	store, err := checkpoint.NewFileStore(c.CheckpointDir())
 	if err != nil {
 		t.Fatal(err)
