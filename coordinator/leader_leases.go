@@ -276,8 +276,14 @@ func (m *leaseManager) choose(ctx context.Context, j *meghav1.Job, o *openOrder,
 	}
 	order.MaxPricePerGPUHour = m.denomCoin(maxPrice)
 	bph, _ := lease.BlocksPerHour(m.params.BlockTime).Float64()
+	held := map[string]int{}
+	for _, l := range m.n.fsm.State().Leases(j.Id) {
+		if l.State == meghav1.LeaseState_LEASE_STATE_ACTIVE {
+			held[l.Provider]++
+		}
+	}
 	selection := sel.Select(lease.SelectInput{Order: order, Bids: bids, Want: gap,
-		Throughput: m.n.fsm.State().throughputByModel(), BlocksPerHour: bph})
+		Throughput: m.n.fsm.State().throughputByModel(), BlocksPerHour: bph, Held: held})
 	why := map[string]string{}
 	for _, e := range selection.Explanations {
 		why[e.BidID] = e.Line

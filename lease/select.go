@@ -64,6 +64,10 @@ type SelectInput struct {
 	BlocksPerHour float64
 	// Region is the tenant's region for `nearest` ("" = latency only).
 	Region string
+	// Held counts the leases the job already holds, by provider address
+	// (Bid.Provider): `spread` counts them, so that a replacement goes to
+	// a provider the job uses least.
+	Held map[string]int
 }
 
 // Pick is Count slots (leases) of one bid.

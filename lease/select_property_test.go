@@ -199,6 +199,17 @@ func mustParse(t *rapid.T, spec string) Selector {
 func TestSpreadProperties(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		in := propInput(t)
+		// Leases the job already holds: drawn for some runs, so that the
+		// property covers a replacement's choice too.
+		prior := map[string]int{}
+		if rapid.Bool().Draw(t, "replacement") {
+			for _, b := range in.Bids {
+				if _, ok := prior[b.Provider]; !ok {
+					prior[b.Provider] = rapid.IntRange(0, 3).Draw(t, "held")
+				}
+			}
+			in.Held = prior
+		}
 		s := selSpread{}.Select(in)
 		caps := map[string]int{}
 		for _, b := range in.Bids {
@@ -210,17 +221,17 @@ func TestSpreadProperties(t *testing.T) {
 		most := 0
 		for _, p := range s.Picks {
 			held[p.Bid.Provider] += p.Count
-			most = max(most, held[p.Bid.Provider])
+			most = max(most, prior[p.Bid.Provider]+held[p.Bid.Provider])
 		}
 		k := s.Leases()
-		var cs []int
-		for _, c := range caps {
-			cs = append(cs, c)
+		var cs, hs []int
+		for prov, c := range caps {
+			cs, hs = append(cs, c), append(hs, prior[prov])
 		}
-		if level := selWaterLevel(cs, k); most != level {
-			t.Fatalf("most on one provider %d; the least possible is %d (caps %v, %d leases)", most, level, caps, k)
+		if level := selWaterLevel(cs, hs, k); k > 0 && most != level {
+			t.Fatalf("most on one provider %d; the least possible is %d (caps %v, held %v, %d leases)", most, level, caps, prior, k)
 		}
-		if k == 0 {
+		if k == 0 || len(prior) > 0 {
 			return
 		}
 		share := (k + len(caps) - 1) / len(caps)

@@ -23,16 +23,20 @@ func (selSpread) Select(in SelectInput) Selection {
 			caps[k] += p.cands[j].b.Count
 		}
 	}
+	held := make([]int, len(provs))
+	for k, cs := range provs {
+		held[k] = in.Held[p.cands[cs[0]].provider]
+	}
 	want := min(p.want, p.capacity())
-	level := selWaterLevel(caps, want)
+	level := selWaterLevel(caps, held, want)
 	quota := make([]int, len(provs))
 	left := want
 	for k, c := range caps {
-		quota[k] = min(c, max(level-1, 0))
+		quota[k] = min(c, max(level-1-held[k], 0))
 		left -= quota[k]
 	}
 	for k, c := range caps {
-		if left > 0 && c >= level {
+		if left > 0 && quota[k] < c && held[k]+quota[k] == level-1 {
 			quota[k]++
 			left--
 		}
@@ -66,6 +70,9 @@ func (selSpread) Select(in SelectInput) Selection {
 			name = p.cands[j].provider
 		}
 		switch {
+		case counts[j] > 0 && held[k] > 0:
+			return fmt.Sprintf("provider %s gets %d of %d leases on top of the %d it holds for the job, spread over %d providers (at most %d each)",
+				name, quota[k], want, held[k], used, level)
 		case counts[j] > 0:
 			return fmt.Sprintf("provider %s holds %d of %d leases, spread over %d providers (at most %d each)",
 				name, quota[k], want, used, level)
@@ -95,17 +102,19 @@ func (p *selPrep) providers(order []int) [][]int {
 	return out
 }
 
-// selWaterLevel is the least L with Σ min(cap, L) ≥ want (0 for want 0).
-func selWaterLevel(caps []int, want int) int {
+// selWaterLevel is the least L with Σ min(cap, max(L − held, 0)) ≥ want
+// (0 for want 0): the fewest leases any provider ends up holding at most,
+// counting those it already holds.
+func selWaterLevel(caps, held []int, want int) int {
 	lo, hi := 0, 0
-	for _, c := range caps {
-		hi = max(hi, c)
+	for k, c := range caps {
+		hi = max(hi, c+held[k])
 	}
 	for lo < hi {
 		mid := (lo + hi) / 2
 		sum := 0
-		for _, c := range caps {
-			sum += min(c, mid)
+		for k, c := range caps {
+			sum += min(c, max(mid-held[k], 0))
 		}
 		if sum >= want {
 			hi = mid
