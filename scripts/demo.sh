@@ -90,8 +90,6 @@ step "megha status --watch $JOB"
 step "megha status $JOB"
 "$BIN" status "$JOB"
 
-step "megha leases $JOB   (every lease closed with the job; unspent escrow returned)"
-"$BIN" leases "$JOB"
 
 step "megha checkpoints $JOB   (content-addressed chunks + a manifest per round, in $WORK/checkpoints)"
 "$BIN" checkpoints "$JOB"
@@ -99,6 +97,9 @@ step "megha checkpoints verify $JOB   (every chunk re-read and re-hashed)"
 "$BIN" checkpoints verify "$JOB"
 step "megha export $JOB --out model.safetensors"
 "$BIN" export "$JOB" --out "$WORK/model.safetensors"
+
+step "megha leases $JOB   (closed once the final checkpoint was recorded; unspent escrow returned)"
+"$BIN" leases "$JOB"
 
 step "megha submit examples/hello-workers.yaml   (your own command, on two more leased workers)"
 OUT=$("$BIN" submit examples/hello-workers.yaml)

@@ -65,7 +65,23 @@ budget: {max_spend: 50.00}
 	j := waitJob(t, cl, id, 3*time.Minute, "success", func(j *meghav1.Job) bool {
 		return j.Status.State == meghav1.JobState_JOB_STATE_SUCCEEDED
 	})
-	ls := listLeases(t, cl, id)
+	// Leases close once the final checkpoint is recorded (it is written
+	// after the commit that ended the job).
+	var ls []*meghav1.Lease
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		ls = listLeases(t, cl, id)
+		active := 0
+		for _, l := range ls {
+			if l.State == meghav1.LeaseState_LEASE_STATE_ACTIVE {
+				active++
+			}
+		}
+		if active == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	var closedVictim bool
 	for _, l := range ls {
 		if l.State != meghav1.LeaseState_LEASE_STATE_CLOSED {
