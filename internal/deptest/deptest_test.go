@@ -51,6 +51,13 @@ var rules = map[string]rule{
 	"lease/grpcmarket": {
 		deps: []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "lease/sim"},
 	},
+	"shard": {
+		deps:   []string{mod, "github.com/hashicorp/raft", "google.golang.org/grpc"},
+		direct: []string{"net", "net/http", "os"},
+	},
+	"checkpoint": {
+		deps: []string{"github.com/hashicorp/raft", mod + "coordinator", mod + "client", mod + "train", mod + "collective", mod + "lease", mod + "worker"},
+	},
 	"api/megha/v1": {
 		deps: []string{mod, "github.com/hashicorp/raft"},
 	},
