@@ -64,6 +64,7 @@ MEGHA_COORDINATOR) and authenticate with --token (or MEGHA_TOKEN).`,
 		newExportCmd(g),
 		newLogsCmd(g),
 		newMarketCmd(g),
+		newReportCmd(g),
 	)
 	return root
 }
