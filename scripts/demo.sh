@@ -98,6 +98,9 @@ step "megha checkpoints verify $JOB   (every chunk re-read and re-hashed)"
 step "megha export $JOB --out model.safetensors"
 "$BIN" export "$JOB" --out "$WORK/model.safetensors"
 
+step "megha report $JOB   (loss curve, tokens, bytes, GPU-hours by model, spend, each recovery's timeline)"
+"$BIN" report "$JOB" --out "$WORK/report"
+
 step "megha leases $JOB   (closed once the final checkpoint was recorded; unspent escrow returned)"
 "$BIN" leases "$JOB"
 

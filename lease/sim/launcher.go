@@ -88,6 +88,7 @@ func (e *ExecLauncher) Start(l lease.Lease) ([]string, error) {
 	cmd := exec.Command(e.Bin, e.Args(l)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithParent(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("sim: start worker for lease %s: %w", l.ID, err)
