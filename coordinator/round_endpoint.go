@@ -235,7 +235,9 @@ func (e *workerEndpoint) StartTraining(ctx context.Context, req *meghav1.StartTr
 		switch {
 		case tr.GetCommitted() == 0 && len(tr.GetMembers()) == 0 && ck == nil:
 			return &meghav1.TrainingStart{Ready: true, Round: 1}, nil
-		case ck != nil && ck.Round == tr.GetCommitted():
+		case ck != nil && ck.Round == tr.GetCommitted() && len(tr.GetMembers()) == 0:
+			// (With a round in flight the task could not join it: it waits
+			// for that round's checkpoint rather than restore twice.)
 			n.rounds.markBehind(j.Id, t.Id) // until it joins the next round
 			return &meghav1.TrainingStart{Ready: true, Round: ck.Round + 1, Restore: ck}, nil
 		}
@@ -246,8 +248,11 @@ func (e *workerEndpoint) StartTraining(ctx context.Context, req *meghav1.StartTr
 			return nil, ctx.Err()
 		case <-deadline.C:
 			why := fmt.Sprintf("waiting for a checkpoint of round %d to restore", max(tr.GetCommitted(), 1))
+			if len(tr.GetMembers()) > 0 {
+				why = fmt.Sprintf("waiting for round %d, in flight, to commit and be checkpointed", tr.GetCommitted()+1)
+			}
 			if ck != nil {
-				why += fmt.Sprintf(" (the latest is of round %d)", ck.Round)
+				why += fmt.Sprintf(" (the latest checkpoint is of round %d)", ck.Round)
 			}
 			return &meghav1.TrainingStart{Reason: why}, nil
 		case <-changed:
