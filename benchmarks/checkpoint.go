@@ -418,10 +418,7 @@ func RunCheckpointUpload(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	hashSec := hashSeconds(buf)
 	megha, raw := rates(s.megha, len(buf)), rates(s.raw, len(buf))
-	var ratios []float64
-	for i := range megha {
-		ratios = append(ratios, megha[i]/raw[i])
-	}
+	ratios := pairRatios(megha, raw)
 	fig, base := Median(megha), Median(raw)
 	notes := fmt.Sprintf("%s; %d random float32 tensors of %d MiB = %d MiB, fresh random bytes and a fresh job ID each run "+
 		"(nothing reused); megha = checkpoint.Writer with default options (8 MiB chunks, so one 4 MiB chunk per tensor, %d chunks; "+
@@ -466,10 +463,7 @@ func RunCheckpointDownload(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	hashSec := hashSeconds(buf)
 	megha, raw := rates(s.megha, len(buf)), rates(s.raw, len(buf))
-	var ratios []float64
-	for i := range megha {
-		ratios = append(ratios, megha[i]/raw[i])
-	}
+	ratios := pairRatios(megha, raw)
 	fig, base := Median(megha), Median(raw)
 	notes := fmt.Sprintf("%s; %d random float32 tensors of %d MiB = %d MiB written (untimed) each run as a checkpoint of a "+
 		"fresh job (default Writer options: 8 MiB chunks, so %d chunks of 4 MiB) and as one raw object; megha = checkpoint.Load "+
@@ -882,6 +876,15 @@ func roundAll(xs []float64, digits int) []float64 {
 	out := make([]float64, len(xs))
 	for i, x := range xs {
 		out[i] = round(x, digits)
+	}
+	return out
+}
+
+// pairRatios divides each run's figure by the baseline of the same run.
+func pairRatios(fig, base []float64) []float64 {
+	out := make([]float64, len(fig))
+	for i := range fig {
+		out[i] = fig[i] / base[i]
 	}
 	return out
 }
